@@ -82,3 +82,133 @@ class SFTConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def _fields(cls) -> dict:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _did_you_mean(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(options)}"
+
+
+def _coerce(value, hint, key: str):
+    """Turn YAML / CLI values into the field's declared type, or say what was expected."""
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise CorralError(f"config key '{key}' must be true or false, got {value!r}")
+    if hint in (int, float):
+        try:
+            number = hint(value) if not isinstance(value, str) else hint(float(value))
+        except (TypeError, ValueError):
+            raise CorralError(f"config key '{key}' must be a number, got {value!r}") from None
+        if hint is int and isinstance(value, (str, float)) and float(value) != number:
+            raise CorralError(f"config key '{key}' must be a whole number, got {value!r}")
+        if isinstance(number, float) and not math.isfinite(number):
+            raise CorralError(f"config key '{key}' must be finite, got {value!r}")
+        return number
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise CorralError(f"config key '{key}' must be a string, got {value!r}")
+        return "" if value is None else str(value)
+    if hint is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.strip("[]()").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise CorralError(f"config key '{key}' must be a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise CorralError(f"config section '{prefix.rstrip('.') or 'top level'}' must be a mapping")
+    fields = _fields(cls)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise CorralError(f"unknown config key '{prefix}{key}'{_did_you_mean(key, fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key)
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, override: str) -> None:
+    """Set `a.b.c=value` inside a nested dict (the value parsed as YAML)."""
+    if "=" not in override:
+        raise CorralError(f"override '{override}' must look like key=value, e.g. train.lr=2e-5")
+    key, _, value = override.partition("=")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise CorralError(f"override '{override}': '{part}' is not a section")
+    node[parts[-1]] = _parse_scalar(value)
+
+
+def load_config(cls, path: str | None = None, overrides: list[str] = ()):
+    """Defaults <- YAML file <- dotted overrides; unknown keys rejected with a did-you-mean."""
+    import yaml
+
+    data: dict = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+        except FileNotFoundError:
+            raise CorralError(f"config file '{path}' does not exist; check the path") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else path
+            raise CorralError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(data, dict):
+            raise CorralError(f"config file '{path}' must hold a mapping of sections")
+    for override in overrides:
+        apply_override(data, override)
+    return _build(cls, data)
+
+
+def to_dict(cfg) -> dict:
+    """A plain dict (tuples as lists) for saving as YAML / JSON."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(cfg))
+
+
+def validate_choices(cfg) -> None:
+    """Reject values outside the documented choices, naming the key."""
+    checks = [
+        ("model.dtype", cfg.model.dtype, ("auto", "float32", "bfloat16", "float16")),
+        ("data.mask", cfg.data.mask, ("assistant", "all", "last")),
+        ("train.schedule", cfg.train.schedule, ("cosine", "linear", "constant")),
+        ("train.mixed_precision", cfg.train.mixed_precision, ("auto", "no", "bf16", "fp16")),
+        ("train.report_to", cfg.train.report_to, ("none", "tensorboard", "wandb", "trackio")),
+    ]
+    for key, value, choices in checks:
+        if value not in choices:
+            raise CorralError(f"config key '{key}' is '{value}'{_did_you_mean(value, choices)}"
+                              .replace("valid keys", "valid values"))
+    if cfg.train.lr <= 0 or cfg.train.batch_tokens <= 0 or cfg.train.grad_accum <= 0:
+        raise CorralError("train.lr, train.batch_tokens and train.grad_accum must be positive")

@@ -1,0 +1,64 @@
+"""Evaluation: items -> generation engine -> grader -> mean, pass@k, maj@k, stderr.
+
+    result = evaluate(engine, items, grader, SamplingParams(n=8, temperature=0.8), ks=(1, 4, 8))
+    result.metrics["pass@8"], result.samples[0]["grade"]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from corral import metrics as M
+from corral.generate import SamplingParams
+from corral.graders.base import Sample
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    samples: list = field(default_factory=list)  # one row per sample: item, output, grade
+
+
+def item_conversation(item) -> list[dict]:
+    return [{"role": m.role, "content": m.content} for m in item.messages]
+
+
+def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=None,
+             chooser=None) -> EvalResult:
+    """Sample `params.n` outputs per item, grade each, and summarise.
+
+    chooser: an optional grader (reward model, judge) whose highest-scored sample is the
+    best-of-n pick; graded by `grader`.
+    """
+    conversations = [item_conversation(item) for item in items]
+    generations = engine.generate_chat(conversations, params, template=template)
+    pairs = [(item.fields, Sample.of(g.text)) for item, gens in zip(items, generations)
+             for g in gens]
+    scores = grader.grade_batch(pairs) if pairs else []
+    choice_scores = chooser.grade_batch(pairs) if chooser is not None and pairs else None
+    per_item, rows, i = [], [], 0
+    for item, gens in zip(items, generations):
+        item_scores = scores[i:i + len(gens)]
+        per_item.append(item_scores)
+        for j, (g, s) in enumerate(zip(gens, item_scores)):
+            rows.append({"item": item.source, "sample": j, "output": g.text,
+                         "grade": s.value, "passed": _passed(s), "answer": s.answer,
+                         "details": s.details, "finish_reason": g.finish_reason})
+        i += len(gens)
+    summary = M.summarize(per_item, [k for k in ks if k <= params.n])
+    if choice_scores is not None:
+        summary.update(_best_of_n(per_item, choice_scores))
+    return EvalResult(metrics=summary, samples=rows)
+
+
+def _passed(score) -> bool:
+    return bool(score.passed) if score.passed is not None else score.value >= 1.0
+
+
+def _best_of_n(per_item, choice_scores) -> dict:
+    picks, i = [], 0
+    for item_scores in per_item:
+        choice = choice_scores[i:i + len(item_scores)]
+        picks.append(M.best_of_n([c.value for c in choice], [_passed(s) for s in item_scores]))
+        i += len(item_scores)
+    mean, stderr = M.mean_stderr([float(p) for p in picks])
+    return {"best_of_n": mean, "best_of_n_stderr": stderr}
