@@ -78,6 +78,75 @@ def cmd_quickstart(args) -> None:
     quickstart(root=args.root, steps=args.steps, n_eval=args.n_eval)
 
 
+def _ks(text: str) -> tuple:
+    try:
+        return tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise CorralError(f"-k takes whole numbers separated by commas, got '{text}'") from None
+
+
+def cmd_eval(args) -> None:
+    from corral.evaluate import compare_models, format_table
+    from corral.generate import SamplingParams
+    from corral.store import RunStore, new_run_name
+    from corral.tasks import get_task
+
+    task = get_task(args.task, split=args.split, data=args.data, grader=args.grader,
+                    limit=args.limit, few_shot=args.few_shot, system_prompt=args.system)
+    temperature = args.temperature if args.temperature is not None else \
+        (0.0 if args.n == 1 else 0.8)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature,
+                            top_p=args.top_p, n=args.n, seed=args.seed)
+    ks = _ks(args.k) if args.k else (1,)
+    if any(k > args.n for k in ks):
+        raise CorralError(f"-k {args.k} asks for more samples than -n {args.n}; raise -n")
+    store = RunStore(args.root, args.name or new_run_name("eval"))
+    store.write_config({"task": args.task, "split": args.split, "models": args.model,
+                        "n": args.n, "k": list(ks), "temperature": temperature,
+                        "limit": args.limit, "data": args.data})
+    models = [run_model_path(m, args.root) for m in args.model]
+    table = compare_models(models, task, params, ks, store=store)
+    print(f"task {task.name} ({args.split}), {len(task.items)} items, n={args.n}")
+    print(format_table(table))
+    print(f"samples: {store.path}/samples.jsonl")
+
+
+def cmd_split(args) -> None:
+    from corral.splits import split_file
+
+    counts = split_file(args.data, args.dev, args.unseen, args.out or None)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()) +
+          " (unseen rows sealed: training refuses them)")
+
+
+def cmd_grade(args) -> None:
+    import json
+
+    from corral.graders.openai import run_grader, validate_grader
+
+    spec = _read_json_arg(args.grader, "grader")
+    if args.grade_command == "validate":
+        errors = validate_grader(spec)
+        print(json.dumps({"valid": not errors, "errors": errors}, indent=2))
+        if errors:
+            raise SystemExit(1)
+        return
+    item = _read_json_arg(args.item, "--item") if args.item else {}
+    print(json.dumps(run_grader(spec, item, args.sample), indent=2, default=str))
+
+
+def _read_json_arg(text: str, what: str):
+    import json
+
+    try:
+        if Path(text).is_file():
+            return json.loads(Path(text).read_text(encoding="utf-8"))
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorralError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                          "pass a .json file or quote the JSON") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +190,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=0, help="optimizer steps (0 = one epoch)")
     p.add_argument("--n-eval", type=int, default=100, help="held-out problems to grade")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("eval", help="grade one or more models on a task (pass@k, maj@k)")
+    p.add_argument("--model", action="append", required=True, help="repeat to compare models")
+    p.add_argument("--task", required=True, help="gsm8k | arithmetic | ifeval-like | FILE.jsonl")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--data", default="", help="local data file for the task (e.g. GSM8K)")
+    p.add_argument("--grader", default="", help="grader JSON (file or inline) for a file task")
+    p.add_argument("-n", type=int, default=1, help="samples per item")
+    p.add_argument("-k", default="", help="k values for pass@k / maj@k, e.g. 1,4,8")
+    p.add_argument("--limit", type=int, default=0, help="first N items only")
+    p.add_argument("--few-shot", type=int, default=0)
+    p.add_argument("--system", default="")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default="runs")
+    p.add_argument("--name", default="")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("split", help="assign rows to train/dev/unseen by content hash")
+    p.add_argument("data")
+    p.add_argument("--dev", type=float, default=0.1)
+    p.add_argument("--unseen", type=float, default=0.1)
+    p.add_argument("--out", default="")
+    p.set_defaults(func=cmd_split)
+
+    grade = sub.add_parser("grade", help="validate or dry-run an OpenAI grader JSON")
+    grade_sub = grade.add_subparsers(dest="grade_command", required=True)
+    p = grade_sub.add_parser("validate")
+    p.add_argument("grader", help="GRADER.json or inline JSON")
+    p.set_defaults(func=cmd_grade)
+    p = grade_sub.add_parser("run")
+    p.add_argument("grader")
+    p.add_argument("--item", default="", help="the data row as JSON")
+    p.add_argument("--sample", default="", help="the model output text")
+    p.set_defaults(func=cmd_grade)
     return parser
 
 

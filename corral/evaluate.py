@@ -62,3 +62,52 @@ def _best_of_n(per_item, choice_scores) -> dict:
         i += len(item_scores)
     mean, stderr = M.mean_stderr([float(p) for p in picks])
     return {"best_of_n": mean, "best_of_n_stderr": stderr}
+
+
+def engine_for(policy, batch_size: int = 16):
+    from corral.generate import Engine, HFBackend
+
+    return Engine(HFBackend(policy.model, policy.tokenizer, batch_size=batch_size))
+
+
+def evaluate_task(policy, task, params: SamplingParams, ks=(1,), template=None) -> EvalResult:
+    """Evaluate a Task (items rendered with its system prompt and few-shot turns)."""
+    return evaluate(engine_for(policy), task.prompt_items(), task.grader, params, ks,
+                    template=template)
+
+
+def compare_models(models: list[str], task, params: SamplingParams, ks, store=None,
+                   load=None) -> dict:
+    """Evaluate several models on one task; samples go to the store, one row per sample."""
+    from corral.config import ModelConfig
+    from corral.policy import load_policy
+
+    load = load or (lambda name: load_policy(ModelConfig(name=name), None, for_training=False))
+    table = {}
+    for name in models:
+        result = evaluate_task(load(name), task, params, ks)
+        table[name] = result.metrics
+        if store is not None:
+            store.append_samples([{"model": name, "task": task.name, **row}
+                                  for row in result.samples])
+            store.append_metrics(0, {f"{name}/{k}": v for k, v in result.metrics.items()})
+    return table
+
+
+def format_table(table: dict) -> str:
+    """Models side by side: one column per model, one row per metric (mean ± stderr)."""
+    names = list(table)
+    metrics = [k for k in next(iter(table.values())) if not k.endswith("_stderr")]
+    width = max([12] + [len(n) + 2 for n in names])
+    lines = ["metric".ljust(14) + "".join(n[-width + 1:].rjust(width) for n in names)]
+    for key in metrics:
+        cells = []
+        for name in names:
+            value, err = table[name].get(key), table[name].get(f"{key}_stderr")
+            text = "-" if value is None else (f"{value:.3f}" if isinstance(value, float)
+                                              else str(value))
+            if err is not None:
+                text += f"±{err:.3f}"
+            cells.append(text.rjust(width))
+        lines.append(key.ljust(14) + "".join(cells))
+    return "\n".join(lines)
