@@ -7,17 +7,27 @@ import time
 from importlib import resources
 
 from corral.config import SFTConfig, load_config
-from corral.data.readers import load_items
+from corral.data.readers import read_rows
 from corral.evaluate import evaluate
 from corral.generate import Engine, HFBackend, SamplingParams
 from corral.graders.rules import NumericAnswer
-from corral.policy import load_policy
+from corral.records import Item, Message
 from corral.sft import heldout_loss, prepare, run_sft
 from corral.data.batching import pack
 
 
 def asset(name: str) -> str:
     return str(resources.files("corral") / "assets" / name)
+
+
+def load_eval_items(path: str) -> list[Item]:
+    """Chat rows -> items: the user turn is the prompt, `answer` the reference."""
+    items = []
+    for source, row in read_rows(path):
+        user = row["messages"][0]
+        items.append(Item(messages=(Message("user", user["content"]),),
+                          fields={"answer": row["answer"]}, source=source))
+    return items
 
 
 def _grade(policy, items, max_new_tokens=48):
@@ -48,7 +58,7 @@ def quickstart(root: str = "runs", steps: int = 0, n_eval: int = 100, log=print)
     log("corral quickstart: LoRA SFT of smollm2-135m-instruct on built-in arithmetic problems")
     policy, _, val_examples = prepare(cfg)
     val_batches = pack(val_examples, cfg.train.batch_tokens)
-    splits = {name: load_items(asset(f"quickstart_{name}.jsonl"))[:n_eval]
+    splits = {name: load_eval_items(asset(f"quickstart_{name}.jsonl"))[:n_eval]
               for name in ("dev", "unseen")}
     before, before_results = _measure(policy, cfg, splits, val_batches)
     log("before: " + _line(before))

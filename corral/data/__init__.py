@@ -1,0 +1,1 @@
+"""Data: reading and validating user files into records, rendering them to tokens, batching."""

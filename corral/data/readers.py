@@ -1,0 +1,399 @@
+"""Read data (.jsonl, .json, .parquet or a Hugging Face dataset id) into validated records.
+
+Every row is checked; problems are collected as `file:line: what is wrong` and raised together.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+
+from corral.errors import CorralError
+from corral.records import ROLES, Chat, Completion, Feedback, Item, Message, Preference, Text
+
+# A missing path with one of these suffixes is a mistyped file, never a hub id.
+DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".txt", ".arrow")
+JSON_LIST_KEYS = ("data", "rows", "train")  # where a .json object keeps its list of rows
+HF_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+){0,2}$")  # owner/name[:split] or [:config:split]
+
+SFT_FORMATS = "'messages' (chat), 'prompt' + 'completion', or 'text'"
+PREFERENCE_FORMATS = ("'prompt' + 'chosen' + 'rejected', 'chosen' + 'rejected' (conversations "
+                      "sharing a prompt), or OpenAI DPO 'input' + 'preferred_output' + ...")
+FEEDBACK_FORMATS = "'prompt' + 'completion' + 'label'"
+ITEM_FORMATS = "'messages' (ending with the user's turn), 'prompt', or 'question' + 'answer'"
+IDENTICAL = "'chosen' and 'rejected' are identical; there is nothing to prefer"
+
+
+class RowError(ValueError):
+    """What is wrong with one row; the loader prefixes it with the row's source."""
+
+
+def read_rows(path: str) -> Iterator[tuple[str, dict | Exception]]:
+    """Yield `(source, row)` per row; a row that cannot be read is yielded as a RowError.
+
+    Sources: `file:line` (JSONL, 1-based), `file:item N` (.json), `file:row N` (.parquet and
+    Hugging Face datasets). A missing file raises CorralError at once.
+    """
+    path = str(path)
+    if os.path.isfile(path):
+        return _reader_for(path)(path)
+    if _looks_like_hf_id(path):
+        return _read_hf(path)
+    raise CorralError(f"data file not found: {path}; check the path, or give a Hugging Face "
+                      "dataset id like owner/name or owner/name:split")
+
+
+def _reader_for(path: str) -> Callable[[str], Iterator]:
+    suffix = os.path.splitext(path)[1].lower()
+    readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json,
+               ".parquet": _read_parquet}
+    if suffix not in readers:
+        raise CorralError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
+                          "use .jsonl, .json or .parquet")
+    return readers[suffix]
+
+
+def _looks_like_hf_id(path: str) -> bool:
+    if not HF_ID.match(path) or os.path.splitext(path)[1].lower() in DATA_SUFFIXES:
+        return False
+    # "data/train" with a local data/ folder is a missing local file, not a hub dataset.
+    return not os.path.isdir(path.split("/")[0])
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _as_row(value) -> dict | RowError:
+    return value if isinstance(value, dict) else RowError(f"row is {_json_type(value)}, "
+                                                          "not a JSON object")
+
+
+def _parse_json_text(text: str) -> dict | RowError:
+    try:
+        return _as_row(json.loads(text))
+    except json.JSONDecodeError as e:
+        return RowError(f"not valid JSON: {e.msg} at column {e.colno}")
+
+
+def _read_jsonl(path: str) -> Iterator[tuple[str, dict | Exception]]:
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig")  # -sig: tolerate a byte-order mark
+            except UnicodeDecodeError:
+                yield f"{path}:{line_no}", RowError("not valid UTF-8 text; save the file as UTF-8")
+                continue
+            if line.strip():
+                yield f"{path}:{line_no}", _parse_json_text(line)
+
+
+def _read_json(path: str) -> Iterator[tuple[str, dict | Exception]]:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            doc = json.load(f)
+    except UnicodeDecodeError as e:
+        raise CorralError(f"{path}: not valid UTF-8 text; save the file as UTF-8") from e
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # JSON Lines saved under a .json name
+            return _read_jsonl(path)
+        error = RowError(f"not valid JSON: {e.msg} at column {e.colno}")
+        return iter([(f"{path}:{e.lineno}", error)])
+    items = _json_items(path, doc)
+    return ((f"{path}:item {n}", _as_row(item)) for n, item in enumerate(items, 1))
+
+
+def _json_items(path: str, doc) -> list:
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        for key in JSON_LIST_KEYS:
+            if isinstance(doc.get(key), list):
+                return doc[key]
+    keys = f" with keys {sorted(doc)}" if isinstance(doc, dict) else ""
+    raise CorralError(f"{path}: a .json file must hold a list of row objects, or an object with "
+                      f"that list under 'data', 'rows' or 'train'; found {_json_type(doc)}{keys}")
+
+
+def _read_parquet(path: str) -> Iterator[tuple[str, dict | Exception]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise CorralError("reading .parquet files needs pyarrow: pip install pyarrow") from e
+    try:
+        parquet_file = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt or foreign file
+        raise CorralError(f"{path}: not a readable parquet file ({e})") from e
+    rows = (row for batch in parquet_file.iter_batches(batch_size=1024)
+            for row in batch.to_pylist())
+    return ((f"{path}:row {n}", row) for n, row in enumerate(rows, 1))
+
+
+def _read_hf(hf_id: str) -> Iterator[tuple[str, dict | Exception]]:
+    try:
+        import datasets
+    except ImportError as e:
+        raise CorralError(f"{hf_id} is not a local file, and loading a Hugging Face dataset "
+                          "needs the datasets package: pip install datasets") from e
+    name, *rest = hf_id.split(":")
+    config = rest[0] if len(rest) == 2 else None
+    split = rest[-1] if rest else "train"
+    try:
+        dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # network, missing dataset, bad split: all reported the same way
+        raise CorralError(f"could not load Hugging Face dataset {hf_id!r}: {e}") from e
+    return ((f"{hf_id}:row {n}", _as_row(row)) for n, row in enumerate(dataset, 1))
+
+
+def _load(path: str, parse_row: Callable[[dict, str], object], accepted: str,
+          max_errors: int) -> list:
+    """Parse every row; raise one CorralError listing the problems, or return the records."""
+    records, problems, n_problems = [], [], 0
+    for source, row in read_rows(path):
+        try:
+            if isinstance(row, Exception):
+                raise row
+            records.append(parse_row(row, source))
+        except RowError as e:
+            n_problems += 1
+            if len(problems) < max_errors:  # keep memory flat on a file that is all bad
+                problems.append(f"{source}: {e}")
+    if n_problems:
+        more = [f"... and {n_problems - len(problems)} more"] if n_problems > len(problems) else []
+        done = "fix these rows and run again; no training was started"
+        raise CorralError("\n".join([f"{path}: {n_problems} row(s) have problems:", *problems,
+                                     *more, done]))
+    if not records:
+        raise CorralError(f"{path} has no rows; expected rows with {accepted}")
+    return records
+
+
+def _no_format(row: dict, accepted: str) -> RowError:
+    return RowError(f"no recognised format: the row has keys {sorted(row)}; expected {accepted}")
+
+
+def _text(value, what: str) -> str:
+    """A non-blank string; OpenAI content parts [{"type": "text", "text": ...}] are joined."""
+    if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
+        value = _join_text_parts(value, what)
+    if not isinstance(value, str):
+        raise RowError(f"{what} must be a string, got {_json_type(value)}")
+    if not value.strip():
+        raise RowError(f"{what} is empty")
+    return value
+
+
+def _join_text_parts(parts: list[dict], what: str) -> str:
+    for i, part in enumerate(parts):
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise RowError(f"{what} part {i} has type {part.get('type')!r}; "
+                           "only text parts ({'type': 'text', 'text': ...}) are supported")
+    return "".join(part["text"] for part in parts)
+
+
+def _weight(message: dict, where: str, role: str) -> int | None:
+    weight = message.get("weight")
+    if weight is not None and role != "assistant":
+        raise RowError(f"{where} has a weight but role {role!r}; "
+                       "only assistant messages carry a weight")
+    if weight is not None and (isinstance(weight, bool) or weight not in (0, 1)):
+        raise RowError(f"{where} weight must be 0 or 1, got {weight!r}")
+    return None if weight is None else int(weight)
+
+
+def _message(message, where: str) -> Message:
+    if not isinstance(message, dict):
+        raise RowError(f"{where} must be an object with 'role' and 'content', "
+                       f"got {_json_type(message)}")
+    for key in ("role", "content"):
+        if key not in message:
+            raise RowError(f"{where} has no {key!r}")
+    role = message["role"]
+    if role not in ROLES:
+        raise RowError(f"{where} has unknown role {role!r}; valid roles are {', '.join(ROLES)}")
+    content = _text(message["content"], f"{where} content")
+    return Message(role, content, _weight(message, where, role))
+
+
+def _messages(value, key: str) -> tuple[Message, ...]:
+    if not isinstance(value, list):
+        raise RowError(f"'{key}' must be a list of messages, got {_json_type(value)}")
+    if not value:
+        raise RowError(f"'{key}' is empty")
+    return tuple(_message(m, f"{key}[{i}]") for i, m in enumerate(value))
+
+
+def _side(value, key: str) -> str | tuple[Message, ...]:
+    """A prompt or response: a plain string or a list of messages."""
+    if isinstance(value, list):
+        return _messages(value, key)
+    if isinstance(value, str):
+        return _text(value, f"'{key}'")
+    raise RowError(f"'{key}' must be a string or a list of messages, got {_json_type(value)}")
+
+
+def _same_form(sides: dict) -> None:
+    if len({isinstance(side, str) for side in sides.values()}) > 1:
+        names = " and ".join(f"'{key}'" for key in sides)
+        raise RowError(f"{names} mix plain strings and lists of messages; use one form for all")
+
+
+def _has_assistant(turns: tuple[Message, ...], key: str, trained: bool = False) -> tuple:
+    """Check turns hold a response; `trained`: one not masked out by weight 0."""
+    replies = [m for m in turns if m.role == "assistant"]
+    if not replies:
+        raise RowError(f"'{key}' has no assistant message")
+    if trained and all(m.weight == 0 for m in replies):
+        raise RowError(f"every assistant message in '{key}' has weight 0; nothing to train on")
+    return turns
+
+
+def _prompt_completion(row: dict) -> tuple:
+    prompt, completion = _side(row["prompt"], "prompt"), _side(row["completion"], "completion")
+    _same_form({"prompt": prompt, "completion": completion})
+    if not isinstance(completion, str):
+        _has_assistant(completion, "completion", trained=True)
+    return prompt, completion
+
+
+def _parse_sft(row: dict, source: str) -> Chat | Completion | Text:
+    if "messages" in row:
+        turns = _has_assistant(_messages(row["messages"], "messages"), "messages", trained=True)
+        return Chat(turns, source)
+    if "prompt" in row and "completion" in row:
+        return Completion(*_prompt_completion(row), source=source)
+    if "text" in row:
+        return Text(_text(row["text"], "'text'"), source)
+    raise _no_format(row, SFT_FORMATS)
+
+
+def _openai_dpo(row: dict) -> tuple:
+    missing = [k for k in ("input", "preferred_output", "non_preferred_output") if k not in row]
+    if missing:
+        raise RowError(f"OpenAI preference row has no {', '.join(repr(k) for k in missing)}")
+    if not isinstance(row["input"], dict) or "messages" not in row["input"]:
+        raise RowError("'input' must be an object with a 'messages' list")
+    prompt = _messages(row["input"]["messages"], "input.messages")
+    chosen, rejected = (_messages(row[k], k) for k in ("preferred_output", "non_preferred_output"))
+    for key, turns in (("preferred_output", chosen), ("non_preferred_output", rejected)):
+        for i, message in enumerate(turns):
+            if message.role != "assistant":
+                raise RowError(f"{key}[{i}] has role {message.role!r}; "
+                               "responses must be assistant messages")
+    return prompt, chosen, rejected
+
+
+def _split_shared_prompt(chosen, rejected) -> tuple:
+    """Implicit-prompt rows: the messages both conversations share are the prompt."""
+    if isinstance(chosen, str) or isinstance(rejected, str):
+        raise RowError("no 'prompt': give one, or make 'chosen' and 'rejected' "
+                       "conversations that start with the same prompt messages")
+    if chosen == rejected:
+        raise RowError(IDENTICAL)
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared == 0:
+        raise RowError("no 'prompt', and 'chosen' and 'rejected' share no prompt messages")
+    for key, side in (("chosen", chosen), ("rejected", rejected)):
+        if len(side) == shared:
+            raise RowError(f"'{key}' has no response after the prompt it shares with the other")
+        if side[shared].role != "assistant":
+            raise RowError(f"the prompts of 'chosen' and 'rejected' differ at message {shared} "
+                           f"({side[shared].role}); they must match up to the assistant's reply")
+    return chosen[:shared], chosen[shared:], rejected[shared:]
+
+
+def _trl_preference(row: dict) -> tuple:
+    chosen, rejected = _side(row["chosen"], "chosen"), _side(row["rejected"], "rejected")
+    if "prompt" not in row:
+        return _split_shared_prompt(chosen, rejected)
+    prompt = _side(row["prompt"], "prompt")
+    _same_form({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    if not isinstance(chosen, str):
+        _has_assistant(chosen, "chosen")
+        _has_assistant(rejected, "rejected")
+    return prompt, chosen, rejected
+
+
+def _parse_preference(row: dict, source: str) -> Preference:
+    if "input" in row or "preferred_output" in row or "non_preferred_output" in row:
+        prompt, chosen, rejected = _openai_dpo(row)
+    elif "chosen" in row and "rejected" in row:
+        prompt, chosen, rejected = _trl_preference(row)
+    else:
+        raise _no_format(row, PREFERENCE_FORMATS)
+    if chosen == rejected:
+        raise RowError(IDENTICAL)
+    return Preference(prompt, chosen, rejected, source)
+
+
+def _parse_feedback(row: dict, source: str) -> Feedback:
+    if not all(key in row for key in ("prompt", "completion", "label")):
+        raise _no_format(row, FEEDBACK_FORMATS)
+    prompt, completion = _prompt_completion(row)
+    label = row["label"]
+    if not isinstance(label, bool):
+        raise RowError(f"'label' must be true or false, got {label!r}")
+    return Feedback(prompt, completion, label, source)
+
+
+def _parse_item(row: dict, source: str) -> Item:
+    """The prompt becomes messages; the row's other keys are what graders see as item.<key>."""
+    if "messages" in row:
+        prompt_key, messages = "messages", _messages(row["messages"], "messages")
+    elif "prompt" in row:
+        prompt_key, prompt = "prompt", _side(row["prompt"], "prompt")
+        messages = (Message("user", prompt),) if isinstance(prompt, str) else prompt
+    elif "question" in row:  # GSM8K: graders still need item.question and item.answer
+        prompt_key, messages = None, (Message("user", _text(row["question"], "'question'")),)
+    else:
+        raise _no_format(row, ITEM_FORMATS)
+    fields = {k: v for k, v in row.items() if k != prompt_key}
+    if messages[-1].role != "user":
+        raise RowError(f"the last message has role {messages[-1].role!r}; "
+                       "an item's messages must end with the user's turn")
+    return Item(messages, fields, source)
+
+
+def load_sft_records(path: str, max_errors: int = 20) -> list[Chat | Completion | Text]:
+    """Chat (`messages`), `prompt` + `completion`, or `text` rows, validated."""
+    return _load(path, _parse_sft, SFT_FORMATS, max_errors)
+
+
+def load_preference_records(path: str, max_errors: int = 20) -> list[Preference]:
+    """TRL `prompt`/`chosen`/`rejected` (explicit or implicit prompt) or OpenAI DPO rows."""
+    return _load(path, _parse_preference, PREFERENCE_FORMATS, max_errors)
+
+
+def load_feedback_records(path: str, max_errors: int = 20) -> list[Feedback]:
+    """KTO rows: `prompt` + `completion` + boolean `label`."""
+    return _load(path, _parse_feedback, FEEDBACK_FORMATS, max_errors)
+
+
+def load_items(path: str, max_errors: int = 20) -> list[Item]:
+    """RFT / eval items: `messages`, `prompt`, or GSM8K `question` + `answer`."""
+    return _load(path, _parse_item, ITEM_FORMATS, max_errors)
+
+
+def content_hash(row: dict) -> str:
+    """sha256 of the row's canonical JSON (sorted keys, no whitespace): stable across runs."""
+    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                           default=str)  # default=str: parquet dates and the like
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError as e:
+        raise CorralError(f"data file not found: {path}; check the path") from e
+    return digest.hexdigest()
