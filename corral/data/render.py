@@ -52,7 +52,15 @@ def check_template(tokenizer, template: str | None = None) -> str:
 
 def render(record, tokenizer, mask: str = "assistant", max_length: int | None = None,
            template: str | None = None) -> Example:
-    """Token ids and loss mask of one Chat, Completion or Text record (see module docs)."""
+    """Token ids and loss mask of one Chat, Completion or Text record.
+
+    mask: "assistant" = assistant turns whose weight is not 0, "all" = every token,
+    "last" = the last assistant turn. A trained turn is its content plus EOS exactly once
+    (appended when the template omits it), never the `<|im_start|>assistant\n` header.
+    Plain Completion trains completion + EOS; Text trains everything + EOS. BOS is added
+    only when the tokenizer would add it and the text does not already start with it.
+    Longer than max_length: cut, truncated=True.
+    """
     ex, _ = _render(record, tokenizer, mask, template)
     return _truncate(ex, max_length)
 
