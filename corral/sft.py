@@ -20,8 +20,7 @@ from corral.store import RunStore, new_run_name
 from corral.train import DatasetSource, plan, train
 
 
-def render_all(records, policy, cfg: SFTConfig):
-    template = cfg.model.template or None
+def render_all(records, policy, cfg: SFTConfig, template):
     return [render(r, policy.tokenizer, mask=cfg.data.mask, max_length=cfg.data.max_length,
                    template=template) for r in records]
 
@@ -52,9 +51,9 @@ def prepare(cfg: SFTConfig, policy=None):
     val_records = load_sft_records(cfg.data.validation, cfg.data.max_errors) \
         if cfg.data.validation else []
     policy = policy or load_policy(cfg.model, cfg.lora)
-    check_template(policy.tokenizer, cfg.model.template or None)
-    train_examples = render_all(records, policy, cfg)
-    val_examples = render_all(val_records, policy, cfg)
+    template = check_template(policy.tokenizer, cfg.model.template or None)
+    train_examples = render_all(records, policy, cfg, template)
+    val_examples = render_all(val_records, policy, cfg, template)
     return policy, train_examples, val_examples
 
 
