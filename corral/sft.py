@@ -77,7 +77,8 @@ def run_sft(cfg: SFTConfig, policy=None, log=print) -> RunStore:
     val_batches = pack(val_examples, cfg.train.batch_tokens) if val_examples else []
     source = DatasetSource(batches, cfg.train.grad_accum, cfg.train.seed)
     name = cfg.run.name or new_run_name("sft")
-    store = RunStore(cfg.run.root, name)
+    store = RunStore(cfg.run.root, name, keep=cfg.train.keep_checkpoints,
+                     report_to=cfg.train.report_to)
     if store.exists() and not cfg.run.resume and store.latest_checkpoint():
         raise CorralError(f"run '{store.path}' already has checkpoints; pass run.resume=true "
                           "to continue it or choose another run.name")
@@ -88,7 +89,11 @@ def run_sft(cfg: SFTConfig, policy=None, log=print) -> RunStore:
     store.write_lineage(cfg.model.name, data_files, cfg.run.parent,
                         {"method": "sft", "lora": cfg.lora.enabled, "plan": numbers})
     evaluator = (lambda pol, step: heldout_loss(pol, val_batches)) if val_batches else None
-    train(policy, SFT(), source, cfg.train, store, evaluator=evaluator, resume=cfg.run.resume)
+    try:
+        train(policy, SFT(), source, cfg.train, store, evaluator=evaluator,
+              resume=cfg.run.resume)
+    finally:
+        store.close()
     return store
 
 
