@@ -1,9 +1,7 @@
-"""OpenAI grader JSON: metrics by hand, operations, templates, judges, python, multi, run/validate."""
+"""OpenAI grader JSON: metrics by hand, operations, templates, python, multi, run/validate
+(judge graders are in test_judge.py)."""
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 
@@ -13,9 +11,7 @@ from corral.graders.arith import safe_eval, validate_expr
 from corral.graders.base import Sample, Score
 from corral.graders.openai import (
     GRADER_TYPES,
-    http_judge,
     load_grader,
-    parse_score,
     run_grader,
     validate_grader,
 )
@@ -238,104 +234,6 @@ def test_load_grader_from_file(tmp_path):
         load_grader(path)
 
 
-# ---------------------------------------------------------------- judges
-SCORE_SPEC = {"type": "score_model", "name": "judge",
-              "input": [{"role": "user", "content": "Rate {{sample.output_text}} for {{item.q}}"}],
-              "sampling_params": {"temperature": 0}}
-
-
-@pytest.mark.parametrize("reply, expected", [
-    ("0.7", 0.7), ('{"result": 0.25}', 0.25), ('```json\n{"result": 0.5}\n```', 0.5),
-    ("Reasoning... final score: 0.4", 0.4), ("7", 1.0), ("-2", 0.0),
-])
-def test_score_model_parses_and_clips(reply, expected):
-    judge = fixed_judge(reply)
-    score = load_grader(SCORE_SPEC, judge=judge).grade({"q": "Q?"}, Sample.of("ans"))
-    assert score.value == pytest.approx(expected)
-    messages, params = judge.calls[0]
-    assert messages[0]["role"] == "system" and "number from 0 to 1" in messages[0]["content"]
-    assert messages[1] == {"role": "user", "content": "Rate ans for Q?"}
-    assert params == {"temperature": 0}
-
-
-@pytest.mark.parametrize("reply", ["no idea", "7/10", "", '{"result": "good"}'])
-def test_score_model_unparseable_is_zero(reply):
-    score = load_grader(SCORE_SPEC, judge=fixed_judge(reply)).grade({"q": "Q"}, Sample.of("a"))
-    assert score.value == 0.0 and score.details["error_kind"] == "model_grader_parse_error"
-
-
-def test_score_model_range_and_judge_failure():
-    spec = dict(SCORE_SPEC, range=[0, 10], pass_threshold=5)
-    score = load_grader(spec, judge=fixed_judge("7/10 -> 7")).grade({"q": "Q"}, Sample.of("a"))
-    assert score.value == 7.0 and score.passed is True
-
-    def broken(messages, params):
-        raise ConnectionError("down")
-    score = load_grader(SCORE_SPEC, judge=broken).grade({"q": "Q"}, Sample.of("a"))
-    assert score.value == 0.0 and score.details["error_kind"] == "model_grader_server_error"
-    with pytest.raises(CorralError, match="needs a judge"):
-        load_grader(SCORE_SPEC)
-
-
-LABEL_SPEC = {"type": "label_model", "input": [{"role": "user", "content": "{{sample.output_text}}"}],
-              "labels": ["correct", "incorrect"], "passing_labels": ["correct"]}
-
-
-@pytest.mark.parametrize("reply, label, value", [
-    ("correct", "correct", 1.0), ("Incorrect.", "incorrect", 0.0),
-    ('{"result": "correct"}', "correct", 1.0), ("The answer is correct", "correct", 1.0),
-    ("maybe", None, 0.0), ("correct or incorrect", None, 0.0),
-])
-def test_label_model(reply, label, value):
-    score = load_grader(LABEL_SPEC, judge=fixed_judge(reply)).grade({}, Sample.of("x"))
-    assert score.value == value and score.answer == label
-    assert score.passed is (value == 1.0)
-
-
-class _ChatHandler(BaseHTTPRequestHandler):
-    seen: ClassVar[list] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append((self.path, self.headers.get("Authorization"), body))
-        status = 500 if body["model"] == "broken" else 200
-        reply = json.dumps({"choices": [{"message": {"content": "0.9"}}]}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_http_judge_against_local_server(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
-        spec = dict(SCORE_SPEC, sampling_params={"max_completions_tokens": 8})
-        grader = load_grader(spec, judge=http_judge(base, "sk-test", "judge-model"))
-        assert grader.grade({"q": "Q"}, Sample.of("a")).value == pytest.approx(0.9)
-        path, auth, body = _ChatHandler.seen[-1]
-        assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
-        assert body["model"] == "judge-model" and body["max_tokens"] == 8
-        assert body["messages"][-1]["content"] == "Rate a for Q"
-        broken = load_grader(SCORE_SPEC, judge=http_judge(base, None, "broken"))
-        score = broken.grade({"q": "Q"}, Sample.of("a"))
-        assert score.value == 0.0 and "HTTP 500" in score.details["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_parse_score_rejects_non_finite():
-    assert parse_score("NaN") is None and parse_score("Infinity") is None
-
-
 # ---------------------------------------------------------------- python, multi, run
 def test_python_grader_batch_and_errors():
     source = ("import os\ndef grade(sample, item):\n"
@@ -382,7 +280,9 @@ MINIMAL = {
                      "reference": "{{item.ref}}", "operation": "eq"},
     "text_similarity": sim("fuzzy_match", "{{sample.output_text}}"),
     "score_model": {"type": "score_model", "input": [{"role": "user", "content": "{{item.ref}}"}]},
-    "label_model": dict(LABEL_SPEC),
+    "label_model": {"type": "label_model",
+                    "input": [{"role": "user", "content": "{{sample.output_text}}"}],
+                    "labels": ["correct", "incorrect"], "passing_labels": ["correct"]},
     "python": {"type": "python", "source": "def grade(sample, item):\n    return 1.0"},
     "multi": {"type": "multi", "graders": {"a": sim("bleu", "{{sample.output_text}}")},
               "calculate_output": "a"},

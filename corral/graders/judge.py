@@ -1,0 +1,233 @@
+"""Judge-model graders of the OpenAI grader JSON (score_model, label_model): reply parsing,
+message checks, and `http_judge` for an OpenAI-compatible server."""
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+from corral.errors import CorralError
+from corral.graders.base import Score
+from corral.graders.spec import (
+    Judge,
+    SpecGrader,
+    _is_number,
+    _threshold_errors,
+    _Unrenderable,
+    render,
+    template_errors,
+)
+
+
+class JudgeError(Exception):
+    """A judge call failed; `kind` is one of ERROR_FLAGS."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+_FENCE = re.compile(r"^```\w*\s*|\s*```$")
+# "7/10" is not read as 10: a number right after "/" or a digit does not count.
+_NUMBER_AT_END = re.compile(r"(?<![\d/.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\.?\s*$")
+
+
+def _json_result(text: str):
+    """The reply as JSON, or the `result` of a JSON object in it; None when there is none."""
+    candidates = [text] + re.findall(r"\{[^{}]*\}", text)
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            value = value.get("result")
+        if value is not None:
+            return value
+    return None
+
+
+def parse_score(reply: str) -> float | None:
+    """A number, JSON `{"result": x}` (also inside text or a ``` fence), or a number that ends
+    the reply ("... so the score is 0.8"); None when the reply holds none of these."""
+    text = _FENCE.sub("", reply.strip())
+    value = _json_result(text)
+    if _is_number(value):
+        return float(value)
+    match = _NUMBER_AT_END.search(text)
+    return float(match.group(1)) if match else None
+
+
+def parse_label(reply: str, labels: list[str]) -> str | None:
+    """The label the reply names: the whole reply, JSON `{"result": label}`, or the only label
+    that occurs in it as a word (case-insensitive); None when ambiguous or absent."""
+    by_folded = {label.casefold(): label for label in labels}
+    text = _FENCE.sub("", reply.strip())
+    for candidate in (text.strip("\"'`. \n"), _json_result(text)):
+        if isinstance(candidate, str) and candidate.strip().casefold() in by_folded:
+            return by_folded[candidate.strip().casefold()]
+    found = [label for label in labels
+             if re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text, re.IGNORECASE)]
+    return found[0] if len(found) == 1 else None
+
+
+def _message_errors(messages, path: str) -> list[str]:
+    if not isinstance(messages, list) or not messages:
+        return [f"{path}: expected a non-empty list of messages with 'role' and 'content'"]
+    errors = []
+    for i, message in enumerate(messages):
+        where = f"{path}[{i}]"
+        if not isinstance(message, dict) or "content" not in message:
+            errors.append(f"{where}: expected an object with 'role' and 'content'")
+            continue
+        if message.get("role", "user") not in ("system", "developer", "user", "assistant"):
+            errors.append(f"{where}.role: unknown role {message.get('role')!r}; use system, "
+                          "developer, user or assistant")
+        content = message["content"]
+        if isinstance(content, list):  # OpenAI's [{"type": "input_text", "text": ...}] form
+            for j, part in enumerate(content):
+                text = part.get("text") if isinstance(part, dict) else None
+                errors += template_errors(text, f"{where}.content[{j}].text")
+        else:
+            errors += template_errors(content, f"{where}.content")
+    return errors
+
+
+class _JudgeGrader(SpecGrader):
+    """A grader that asks a judge model; the judge is injected, so any engine can serve it."""
+
+    def __init__(self, spec, judge=None):
+        super().__init__(spec)
+        if judge is None:
+            raise CorralError(f"{self.type} grader {self.name!r} needs a judge; pass "
+                              "judge=http_judge(base_url, api_key, model) or a callable "
+                              "(messages, sampling_params) -> str to load_grader.")
+        self.judge = judge
+
+    def _instruction(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _messages(self, item, sample) -> list[dict]:
+        messages = []
+        for message in self.spec["input"]:
+            content = message["content"]
+            if isinstance(content, list):  # local judges read text only: join the text parts
+                content = "\n".join(part["text"] for part in content)
+            messages.append({"role": message.get("role", "user"),
+                             "content": render(content, item, sample)})
+        # OpenAI constrains the judge's output format itself; a local judge gets told instead.
+        if messages[0]["role"] in ("system", "developer"):
+            messages[0]["content"] += "\n\n" + self._instruction()
+        else:
+            messages.insert(0, {"role": "system", "content": self._instruction()})
+        return messages
+
+    def _ask(self, item, sample) -> str:
+        messages = self._messages(item, sample)
+        try:
+            return self.judge(messages, dict(self.spec.get("sampling_params", {})))
+        except JudgeError as exc:
+            raise _Unrenderable(exc.kind, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - an injected judge may fail any way; score 0
+            raise _Unrenderable("model_grader_server_error",
+                                f"the judge failed: {type(exc).__name__}: {exc}") from None
+
+
+class ScoreModelGrader(_JudgeGrader):
+    type = "score_model"
+    required = ("input",)
+    optional = ("model", "range", "sampling_params", "pass_threshold")
+
+    def __init__(self, spec, judge=None):
+        super().__init__(spec, judge)
+        self.low, self.high = spec.get("range", (0.0, 1.0))
+        self.has_pass = "pass_threshold" in spec
+
+    @classmethod
+    def value_errors(cls, spec, path):
+        errors = _message_errors(spec["input"], f"{path}.input") + _threshold_errors(spec, path)
+        bounds = spec.get("range", [0, 1])
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(_is_number, bounds))
+                and bounds[0] < bounds[1]):
+            errors.append(f"{path}.range: expected [low, high] with low < high, got {bounds!r}")
+        if not isinstance(spec.get("sampling_params", {}), dict):
+            errors.append(f"{path}.sampling_params: expected an object such as "
+                          '{"temperature": 0}')
+        return errors
+
+    def _instruction(self):
+        return (f"Reply with only a number from {self.low:g} to {self.high:g}, "
+                'or JSON {"result": <number>}.')
+
+    def _grade(self, item, sample):
+        reply = self._ask(item, sample)
+        raw = parse_score(reply)
+        if raw is None:
+            return self._fail("model_grader_parse_error",
+                              f"no score found in the judge's reply {reply[:300]!r}")
+        value = min(max(raw, self.low), self.high)
+        threshold = self.spec.get("pass_threshold")
+        passed = None if threshold is None else value >= threshold
+        return Score(value, {"raw": raw, "reply": reply[:1000]}, passed=passed)
+
+
+class LabelModelGrader(_JudgeGrader):
+    type = "label_model"
+    required = ("input", "labels", "passing_labels")
+    optional = ("model", "sampling_params")
+    has_pass = True
+
+    @classmethod
+    def value_errors(cls, spec, path):
+        errors = _message_errors(spec["input"], f"{path}.input")
+        labels, passing = spec["labels"], spec["passing_labels"]
+        for key, value in (("labels", labels), ("passing_labels", passing)):
+            if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                errors.append(f"{path}.{key}: expected a non-empty list of strings")
+        if not errors:
+            errors += [f"{path}.passing_labels: {label!r} is not one of labels {labels}; "
+                       "add it to labels or remove it" for label in passing if label not in labels]
+        return errors
+
+    def _instruction(self):
+        return ("Reply with exactly one of these labels and nothing else: "
+                f"{', '.join(self.spec['labels'])}.")
+
+    def _grade(self, item, sample):
+        reply = self._ask(item, sample)
+        label = parse_label(reply, self.spec["labels"])
+        if label is None:
+            return self._fail("model_grader_parse_error",
+                              f"no single label found in the judge's reply {reply[:300]!r}")
+        passed = label in self.spec["passing_labels"]
+        return Score(float(passed), {"label": label, "reply": reply[:1000]},
+                     passed=passed, answer=label)
+
+
+def http_judge(base_url: str, api_key: str | None, model: str, timeout_s: float = 120.0) -> Judge:
+    """A judge backed by an OpenAI-compatible server: POST {base_url}/chat/completions."""
+    url = base_url.rstrip("/") + "/chat/completions"
+
+    def judge(messages: list[dict], sampling_params: dict) -> str:
+        params = dict(sampling_params)
+        if "max_completions_tokens" in params:  # the grader JSON's name for it
+            params["max_tokens"] = params.pop("max_completions_tokens")
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        body = json.dumps({"model": model, "messages": messages, **params}).encode()
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                message = json.loads(response.read())["choices"][0]["message"]
+        except urllib.error.HTTPError as exc:
+            raise JudgeError("model_grader_server_error",
+                             f"{url} answered HTTP {exc.code}: {exc.read()[:300]!r}") from None
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise JudgeError("model_grader_server_error", f"{url}: {exc!r}") from None
+        if message.get("refusal"):
+            raise JudgeError("model_grader_refusal_error", f"the judge refused: {message['refusal']}")
+        return message.get("content") or ""
+
+    return judge
