@@ -114,6 +114,8 @@ def _coerce(value, hint, key: str):
     if hint is str:
         if isinstance(value, (dict, list)):
             raise CorralError(f"config key '{key}' must be a string, got {value!r}")
+        if isinstance(value, bool):  # YAML reads a bare no/yes as a bool
+            return "no" if value is False else "yes"
         return "" if value is None else str(value)
     if hint is tuple:
         if isinstance(value, str):

@@ -39,3 +39,7 @@ def test_bad_yaml_names_line(tmp_path):
 def test_choice_validation():
     with pytest.raises(CorralError, match="did you mean 'cosine'"):
         validate_choices(load_config(SFTConfig, None, ["train.schedule=cosin"]))
+
+
+def test_yaml_no_stays_a_string():
+    assert load_config(SFTConfig, None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
