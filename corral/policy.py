@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import torch.utils.checkpoint  # binds `torch` too; checkpoint is used by token_logps
 
+from corral.attention import use_varlen
 from corral.config import LoraConfig, ModelConfig
 from corral.errors import CorralError
 
@@ -286,6 +287,8 @@ class Policy:
         """Wrap loaded objects; adds a LoRA adapter when `lora_cfg.enabled`."""
         if tokenizer.pad_token is None:  # packing needs none, but generation and collators do
             tokenizer.pad_token = tokenizer.eos_token
+        if getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager", None):
+            use_varlen(model)  # per-sequence attention in packed rows (see attention.py)
         if lora_cfg is not None and lora_cfg.enabled:
             from peft import LoraConfig as PeftLoraConfig
             from peft import get_peft_model
@@ -335,7 +338,7 @@ class Policy:
             logps.append(lp)
             correct += ok
         logps = torch.cat(logps) if logps else hidden.new_zeros(0, dtype=torch.float32)
-        return (logps, int(correct)) if with_accuracy else logps
+        return (logps, correct) if with_accuracy else logps
 
     @contextlib.contextmanager
     def reference(self):
