@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from corral.config import ModelConfig
-from corral.generate import Engine, HFBackend, SamplingParams
+from corral.generate import Engine, SamplingParams
 from corral.policy import load_policy
 
 
 def chat(model: str, prompt: str | None = None, system: str = "", max_new_tokens: int = 256,
          temperature: float = 0.0, template: str = "") -> None:
     policy = load_policy(ModelConfig(name=model, template=template), None, for_training=False)
-    engine = Engine(HFBackend(policy.model, policy.tokenizer))
+    engine = Engine.hf(policy.model, policy.tokenizer)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, n=1)
     history = [{"role": "system", "content": system}] if system else []
 

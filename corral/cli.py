@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
     p.add_argument("--root", default="runs")
     p.add_argument("--steps", type=int, default=0, help="optimizer steps (0 = one epoch)")
-    p.add_argument("--n-eval", type=int, default=100, help="held-out problems to grade")
+    p.add_argument("--n-eval", type=int, default=50, help="held-out problems to grade")
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("eval", help="grade one or more models on a task (pass@k, maj@k)")
@@ -230,8 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep library progress bars and deprecation chatter out of corral's output."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         args.func(args)
     except CorralError as exc:

@@ -65,9 +65,9 @@ def _best_of_n(per_item, choice_scores) -> dict:
 
 
 def engine_for(policy, batch_size: int = 16):
-    from corral.generate import Engine, HFBackend
+    from corral.generate import Engine
 
-    return Engine(HFBackend(policy.model, policy.tokenizer, batch_size=batch_size))
+    return Engine.hf(policy.model, policy.tokenizer, batch_size=batch_size)
 
 
 def evaluate_task(policy, task, params: SamplingParams, ks=(1,), template=None) -> EvalResult:

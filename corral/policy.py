@@ -383,7 +383,10 @@ class Policy:
                 base = str(Path(base).expanduser().resolve())
             for cfg in self.model.peft_config.values():
                 cfg.base_model_name_or_path = base
-        self.model.save_pretrained(path)
+            # False: peft would otherwise look the base up on the hub to compare vocabularies
+            self.model.save_pretrained(path, save_embedding_layers=False)
+        else:
+            self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
     def export_merged(self, path) -> None:

@@ -9,7 +9,7 @@ from importlib import resources
 from corral.config import SFTConfig, load_config
 from corral.data.readers import read_rows
 from corral.evaluate import evaluate
-from corral.generate import Engine, HFBackend, SamplingParams
+from corral.generate import Engine, SamplingParams
 from corral.graders.rules import NumericAnswer
 from corral.records import Item, Message
 from corral.sft import heldout_loss, prepare, run_sft
@@ -30,8 +30,8 @@ def load_eval_items(path: str) -> list[Item]:
     return items
 
 
-def _grade(policy, items, max_new_tokens=48):
-    engine = Engine(HFBackend(policy.model, policy.tokenizer))
+def _grade(policy, items, max_new_tokens=40):
+    engine = Engine.hf(policy.model, policy.tokenizer, batch_size=64)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, n=1)
     return evaluate(engine, items, NumericAnswer(), params, ks=(1,))
 
@@ -45,7 +45,7 @@ def _measure(policy, cfg, splits, val_batches) -> dict:
     return out, results
 
 
-def quickstart(root: str = "runs", steps: int = 0, n_eval: int = 100, log=print) -> dict:
+def quickstart(root: str = "runs", steps: int = 0, n_eval: int = 50, log=print) -> dict:
     started = time.time()
     overrides = [f"data.train={asset('quickstart_train.jsonl')}",
                  f"data.validation={asset('quickstart_dev.jsonl')}",
