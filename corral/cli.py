@@ -23,11 +23,18 @@ def run_model_path(name: str, root: str = "runs") -> str:
     return name
 
 
+def config_and_overrides(args) -> tuple:
+    """`corral CMD [config.yaml] [key=value ...]`: the file is optional."""
+    if args.config and "=" in args.config and not Path(args.config).exists():
+        return None, [args.config, *args.overrides]
+    return args.config, list(args.overrides)
+
+
 def cmd_sft(args) -> None:
     from corral.config import SFTConfig, load_config
     from corral.sft import run_sft
 
-    overrides = list(args.overrides)
+    args.config, overrides = config_and_overrides(args)
     if args.resume:
         overrides += [f"run.name={args.resume}", "run.resume=true"]
     cfg = load_config(SFTConfig, args.config, overrides)

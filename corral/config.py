@@ -76,12 +76,27 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Graded evaluation inside training (every train.eval_every steps and at the end)."""
+    task: str = ""  # gsm8k | arithmetic | ifeval-like | FILE.jsonl ("" = loss only)
+    split: str = "dev"
+    data: str = ""  # the task's local data file, when it has one
+    grader: str = ""  # for a file task: grader JSON or a rule name
+    n: int = 1  # samples per item
+    k: tuple = (1,)  # pass@k / maj@k reported
+    limit: int = 50  # items
+    temperature: float = 0.0
+    max_new_tokens: int = 256
+
+
+@dataclass(frozen=True)
 class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _fields(cls) -> dict:

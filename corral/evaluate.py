@@ -111,3 +111,30 @@ def format_table(table: dict) -> str:
             cells.append(text.rjust(width))
         lines.append(key.ljust(14) + "".join(cells))
     return "\n".join(lines)
+
+
+def task_evaluator(eval_cfg, template=None):
+    """An evaluator for the training loop: graded dev metrics (`<split>/pass@1`, ...) or None."""
+    if not eval_cfg.task:
+        return None
+    from corral.tasks import get_task
+
+    task = get_task(eval_cfg.task, split=eval_cfg.split, data=eval_cfg.data,
+                    grader=eval_cfg.grader, limit=eval_cfg.limit)
+    params = SamplingParams(max_new_tokens=eval_cfg.max_new_tokens, n=eval_cfg.n,
+                            temperature=eval_cfg.temperature, seed=0)
+    ks = tuple(int(k) for k in eval_cfg.k if int(k) <= eval_cfg.n) or (1,)
+
+    def run(policy, step) -> dict:
+        result = evaluate_task(policy, task, params, ks, template=template)
+        return {f"{eval_cfg.split}/{k}": v for k, v in result.metrics.items()
+                if not k.endswith("_stderr") and isinstance(v, (int, float))}
+    return run
+
+
+def combine(*evaluators):
+    """One evaluator calling each non-None evaluator and merging their metrics."""
+    active = [e for e in evaluators if e is not None]
+    if not active:
+        return None
+    return lambda policy, step: {k: v for e in active for k, v in e(policy, step).items()}
