@@ -154,18 +154,23 @@ def _read_json_arg(text: str, what: str):
                           "pass a .json file or quote the JSON") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corral", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_training(sub) -> None:
     p = sub.add_parser("sft", help="supervised fine-tuning (full or LoRA)",
                        description="Supervised fine-tuning. Config keys: model.*, lora.*, "
-                       "data.*, train.*, run.* (see docs/config.md).")
+                       "data.*, train.*, run.*, eval.* (see docs/config.md).")
     p.add_argument("config", nargs="?", help="YAML config file (optional)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=2e-5")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
     p.set_defaults(func=cmd_sft)
 
+    p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
+    p.add_argument("--root", default="runs")
+    p.add_argument("--steps", type=int, default=0, help="optimizer steps (0 = one epoch)")
+    p.add_argument("--n-eval", type=int, default=50, help="held-out problems to grade")
+    p.set_defaults(func=cmd_quickstart)
+
+
+def _add_models(sub) -> None:
     data = sub.add_parser("data", help="look at data before training")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("inspect", help="render examples, mark trained tokens, length stats")
@@ -192,12 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
-    p.add_argument("--root", default="runs")
-    p.add_argument("--steps", type=int, default=0, help="optimizer steps (0 = one epoch)")
-    p.add_argument("--n-eval", type=int, default=50, help="held-out problems to grade")
-    p.set_defaults(func=cmd_quickstart)
 
+def _add_evaluation(sub) -> None:
     p = sub.add_parser("eval", help="grade one or more models on a task (pass@k, maj@k)")
     p.add_argument("--model", action="append", required=True, help="repeat to compare models")
     p.add_argument("--task", required=True, help="gsm8k | arithmetic | ifeval-like | FILE.jsonl")
@@ -234,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item", default="", help="the data row as JSON")
     p.add_argument("--sample", default="", help="the model output text")
     p.set_defaults(func=cmd_grade)
+
+
+METHOD_MODULES = ()  # modules offering register(subparsers) for more training methods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="corral", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_training(sub)
+    for module in METHOD_MODULES:
+        importlib.import_module(module).register(sub)
+    _add_models(sub)
+    _add_evaluation(sub)
     return parser
 
 
