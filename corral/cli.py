@@ -237,7 +237,7 @@ def _add_evaluation(sub) -> None:
     p.set_defaults(func=cmd_grade)
 
 
-METHOD_MODULES = ("corral.cli_pref",)  # modules offering register(subparsers) for more training methods
+METHOD_MODULES = ("corral.cli_pref", "corral.cli_rm", "corral.cli_rl")  # modules offering register(subparsers) for more training methods
 
 
 def build_parser() -> argparse.ArgumentParser:
