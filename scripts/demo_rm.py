@@ -1,7 +1,7 @@
 """Train a reward model on the embedded SmolLM2 with arithmetic pairs (correct worked answer
 vs. the same working with a perturbed result) and report held-out accuracy; see docs/reward.md.
 
-    .venv/bin/python scripts/demo_rm.py [--train 300] [--heldout 100] [--out runs-demo-rm]
+    .venv/bin/python scripts/demo_rm.py [--train 300] [--heldout 100] [--lm-baseline]
 """
 from __future__ import annotations
 
@@ -75,9 +75,9 @@ def main() -> None:
     # Masks mark the completion tokens, so the same pairs give the base LM's likelihoods.
     lm_acc = likelihood_accuracy(rm.policy, [
         tuple(_completion_masked(rm, p) for p in pair) for pair in _records(dev)]) \
-        if args.lm_baseline else float("nan")
-    before = heldout_metrics(rm, RewardObjective(), pack_pairs(val_pairs, 1024)) \
-        if args.untrained else {"accuracy": float("nan")}
+        if args.lm_baseline else None
+    untrained = round(heldout_metrics(rm, RewardObjective(), pack_pairs(val_pairs, 1024))[
+        "accuracy"], 3) if args.untrained else None
     t0 = time.perf_counter()
     store = run_rm(cfg, rm=rm)
     minutes = (time.perf_counter() - t0) / 60
@@ -85,7 +85,7 @@ def main() -> None:
     print(json.dumps({
         "train_pairs": args.train, "heldout_pairs": len(val_pairs), "minutes": round(minutes, 2),
         "base_lm_likelihood_accuracy": lm_acc,
-        "untrained_head_accuracy": round(before["accuracy"], 3),
+        "untrained_head_accuracy": untrained,
         "heldout_accuracy": round(after["eval/accuracy"], 3),
         "heldout_margin": round(after["eval/margin"], 3), "run": str(store.path)}, indent=2))
 

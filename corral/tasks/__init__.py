@@ -78,7 +78,8 @@ def _file_task(path: str, grader_spec: str) -> Task:
 
 
 def load_any_grader(spec: str):
-    """A grader JSON file or inline JSON (OpenAI format), or a built-in rule grader name."""
+    """A grader JSON file or inline JSON (OpenAI format, or {"type": "reward_model", ...}),
+    or a built-in rule grader name."""
     import json
     import os
 
@@ -89,9 +90,16 @@ def load_any_grader(spec: str):
     from corral.graders.openai import load_grader
 
     if os.path.exists(spec):
-        return load_grader(spec)
-    try:
-        return load_grader(json.loads(spec))
-    except json.JSONDecodeError:
-        raise CorralError(f"grader '{spec}' is neither a file, inline JSON, nor a built-in "
-                          f"rule ({', '.join(sorted(RULE_GRADERS))})") from None
+        parsed = json.loads(open(spec, encoding="utf-8").read()) if spec.endswith(".json") \
+            else spec
+    else:
+        try:
+            parsed = json.loads(spec)
+        except json.JSONDecodeError:
+            raise CorralError(f"grader '{spec}' is neither a file, inline JSON, nor a built-in "
+                              f"rule ({', '.join(sorted(RULE_GRADERS))})") from None
+    if isinstance(parsed, dict) and parsed.get("type") == "reward_model":
+        from corral.reward import reward_model_grader
+
+        return reward_model_grader(parsed)
+    return load_grader(parsed)
