@@ -24,10 +24,14 @@ def run_model_path(name: str, root: str = "runs") -> str:
 
 
 def config_and_overrides(args) -> tuple:
-    """`corral CMD [config.yaml] [key=value ...]`: the file is optional."""
-    if args.config and "=" in args.config and not Path(args.config).exists():
-        return None, [args.config, *args.overrides]
-    return args.config, list(args.overrides)
+    """`corral CMD [config.yaml] [key=value ...] [--resume RUN]`: the file is optional;
+    --resume RUN becomes run.name=RUN run.resume=true."""
+    path, overrides = args.config, list(args.overrides)
+    if path and "=" in path and not Path(path).exists():
+        path, overrides = None, [path, *overrides]
+    if getattr(args, "resume", None):
+        overrides += [f"run.name={args.resume}", "run.resume=true"]
+    return path, overrides
 
 
 def cmd_sft(args) -> None:
@@ -35,8 +39,6 @@ def cmd_sft(args) -> None:
     from corral.sft import run_sft
 
     args.config, overrides = config_and_overrides(args)
-    if args.resume:
-        overrides += [f"run.name={args.resume}", "run.resume=true"]
     cfg = load_config(SFTConfig, args.config, overrides)
     store = run_sft(cfg)
     print(f"done: {store.path}/final")

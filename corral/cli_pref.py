@@ -18,8 +18,6 @@ def _config(cls, args, forced: list[str]):
     from corral.config import load_config
 
     path, overrides = config_and_overrides(args)
-    if args.resume:
-        overrides += [f"run.name={args.resume}", "run.resume=true"]
     return load_config(cls, path, forced + overrides)
 
 

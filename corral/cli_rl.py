@@ -16,8 +16,6 @@ def _run(args, method: str) -> None:
     from corral.rl import load_rl_config, run_grpo, run_rft
 
     args.config, overrides = config_and_overrides(args)
-    if args.resume:
-        overrides += [f"run.name={args.resume}", "run.resume=true"]
     cfg = load_rl_config(args.config, overrides)
     store = (run_rft if method == "rft" else run_grpo)(cfg)
     print(f"done: {store.path}/final")

@@ -8,8 +8,6 @@ def cmd_rm(args) -> None:
     from corral.reward import RMConfig, run_rm
 
     args.config, overrides = config_and_overrides(args)
-    if args.resume:
-        overrides += [f"run.name={args.resume}", "run.resume=true"]
     cfg = load_config(RMConfig, args.config, overrides)
     store = run_rm(cfg)
     print(f"done: {store.path}/final (as a grader: "

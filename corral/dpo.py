@@ -12,15 +12,7 @@ from pathlib import Path
 
 import torch
 
-from corral.config import (
-    DataConfig,
-    EvalConfig,
-    LoraConfig,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-    validate_choices,
-)
+from corral.config import SFTConfig, validate_choices
 from corral.data.readers import load_feedback_records, load_preference_records, read_rows
 from corral.data.render import check_template
 from corral.errors import CorralError
@@ -71,24 +63,14 @@ class KTOSection:
 
 
 @dataclass(frozen=True)
-class DPOConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+class DPOConfig(SFTConfig):
+    """The shared sections (model, lora, data, train, run, eval) plus `dpo:`."""
     dpo: DPOSection = field(default_factory=DPOSection)
 
 
 @dataclass(frozen=True)
-class KTOConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+class KTOConfig(SFTConfig):
+    """The shared sections plus `kto:`."""
     kto: KTOSection = field(default_factory=KTOSection)
 
 

@@ -35,9 +35,11 @@ def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=No
              for g in gens]
     scores = grader.grade_batch(pairs) if pairs else []
     # a reward model or judge needs the prompt, which item fields alone may not carry
-    choice_pairs = [({"messages": item_conversation(item), **item.fields}, Sample.of(g.text))
-                    for item, gens in zip(items, generations) for g in gens]
-    choice_scores = chooser.grade_batch(choice_pairs) if chooser is not None and pairs else None
+    choice_scores = None
+    if chooser is not None and pairs:
+        prompts = [{"messages": item_conversation(item), **item.fields}
+                   for item, gens in zip(items, generations) for _ in gens]
+        choice_scores = chooser.grade_batch([(p, s) for p, (_, s) in zip(prompts, pairs)])
     per_item, rows, i = [], [], 0
     for item, gens in zip(items, generations):
         item_scores = scores[i:i + len(gens)]
