@@ -31,15 +31,10 @@ def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=No
     """
     conversations = [item_conversation(item) for item in items]
     generations = engine.generate_chat(conversations, params, template=template)
-    pairs = [(item.fields, Sample.of(g.text)) for item, gens in zip(items, generations)
+    pairs = [(item.grader_item(), Sample.of(g.text)) for item, gens in zip(items, generations)
              for g in gens]
     scores = grader.grade_batch(pairs) if pairs else []
-    # a reward model or judge needs the prompt, which item fields alone may not carry
-    choice_scores = None
-    if chooser is not None and pairs:
-        prompts = [{"messages": item_conversation(item), **item.fields}
-                   for item, gens in zip(items, generations) for _ in gens]
-        choice_scores = chooser.grade_batch([(p, s) for p, (_, s) in zip(prompts, pairs)])
+    choice_scores = chooser.grade_batch(pairs) if chooser is not None and pairs else None
     per_item, rows, i = [], [], 0
     for item, gens in zip(items, generations):
         item_scores = scores[i:i + len(gens)]

@@ -317,9 +317,10 @@ class Policy:
         return decoder(input_ids=input_ids.to(self.device), use_cache=False,
                        position_ids=position_ids.to(self.device)).last_hidden_state
 
-    def token_logps(self, batch, with_accuracy: bool = False):
+    def token_logps(self, batch, with_accuracy: bool = False, with_hidden: bool = False):
         """Log-probs [N] of `batch.labels` at the N positions where labels != -100; with
-        `with_accuracy`, also the number of those positions whose argmax is the label."""
+        `with_accuracy`, also the number of those positions whose argmax is the label; with
+        `with_hidden`, also their hidden states [N, H] (a value head reads them)."""
         hidden = self.hidden_states(batch.input_ids, batch.position_ids)[0]
         labels = batch.labels[0].to(self.device)
         keep = labels != -100
@@ -338,7 +339,8 @@ class Policy:
             logps.append(lp)
             correct += ok
         logps = torch.cat(logps) if logps else hidden.new_zeros(0, dtype=torch.float32)
-        return (logps, correct) if with_accuracy else logps
+        extra = ((correct,) if with_accuracy else ()) + ((hidden,) if with_hidden else ())
+        return (logps, *extra) if extra else logps
 
     @contextlib.contextmanager
     def reference(self):

@@ -65,5 +65,11 @@ class Item:
     fields: dict = field(default_factory=dict)
     source: str = ""
 
+    def grader_item(self) -> dict:
+        """What graders see as `item`: the fields plus the prompt as `messages` (reward
+        models and judges need it), unless a field of that name already exists."""
+        return {"messages": [{"role": m.role, "content": m.content} for m in self.messages],
+                **self.fields}
+
 
 Record = Union[Chat, Completion, Text, Preference, Feedback, Item]

@@ -60,6 +60,11 @@ class RLSection:
     eps: float = 1e-4  # added to the std
     gamma: float = 1.0  # GAE
     lam: float = 0.95  # GAE
+    value_coef: float = 0.1  # PPO: weight of the clipped value loss
+    value_clip: float = 0.2  # PPO: ε_v of the clipped value loss
+    missing_eos_penalty: float = 0.0  # subtracted from the reward of samples cut at max length
+    reward_model: str = ""  # PPO: a reward model run (the grader), same as rl.grader={"type":
+    #                         "reward_model", "model": RUN}
     aggregation: str = "seq_mean_token_mean"  # token_mean | seq_mean_token_mean | token_sum
     max_len: int = 0  # token_sum's constant (0 = rl.max_new_tokens)
     clip_low: float = 0.2
@@ -88,6 +93,10 @@ PRESETS = {
              "kl_kind": "k1"},
     "reinforce_pp": {"advantage": "reinforce_pp", "aggregation": "token_mean",
                      "kl_in": "reward", "kl_kind": "k1"},
+    # PPO (corral ppo): TRL's PPOTrainer defaults; one sample per prompt, a value baseline
+    "ppo": {"advantage": "gae", "n": 1, "aggregation": "token_mean", "kl_in": "reward",
+            "kl_kind": "k1", "kl_coef": 0.05, "clip_low": 0.2, "clip_high": 0.2, "mu": 4,
+            "gamma": 1.0, "lam": 0.95},
 }
 CHOICES = {"advantage": ("group", "rloo", "reinforce_pp", "gae"),
            "scale": ("group", "batch", "none"),
@@ -142,6 +151,8 @@ def validate(cfg: RLConfig) -> None:
                "rl.mini_batches must not exceed rl.n * rl.prompts_per_step"),
               (rl.clip_low >= 0 and rl.clip_high >= 0, "rl.clip_low/clip_high must be >= 0"),
               (rl.kl_coef >= 0, "rl.kl_coef must be >= 0"),
+              (rl.value_coef >= 0 and rl.value_clip >= 0 and rl.missing_eos_penalty >= 0,
+               "rl.value_coef, rl.value_clip and rl.missing_eos_penalty must be >= 0"),
               (not (rl.advantage == "group" and rl.scale == "group" and rl.n < 2),
                "rl.n must be >= 2 for group advantages (a group of one has no baseline)")]
     for ok, message in checks:
@@ -179,7 +190,11 @@ class PolicyGradient:
         return L.aggregate(per_token, seq_ids, self.mode)
 
     def __call__(self, policy, batch):
-        logps = policy.token_logps(batch).float()
+        per_token, metrics = self.policy_terms(policy.token_logps(batch).float(), batch)
+        return self.reduce(per_token, metrics, batch)
+
+    def policy_terms(self, logps, batch):
+        """Per-token clipped surrogate (+ β·KL in the loss) and per-token metrics."""
         per_token, clipped = L.clipped_surrogate(logps, batch.old_logps, batch.advantages,
                                                  self.clip_low, self.clip_high)
         d = (logps - batch.old_logps).detach()
@@ -189,6 +204,10 @@ class PolicyGradient:
             kl = L.kl_penalty(logps, batch.ref_logps, self.kl_kind)
             per_token = per_token + self.kl_coef * kl
             metrics["kl_ref"] = kl.detach()
+        return per_token, metrics
+
+    def reduce(self, per_token, metrics, batch):
+        """(loss sum, metric sums) aggregated per `mode`, plus the rollout's stats."""
         loss = L.aggregate(per_token, batch.seq_ids, self.mode)
         sums = {k: self._metric(v, batch.seq_ids) for k, v in metrics.items()}
         w = self.weight(batch)  # rollout-level means pass through the loop's sum / W unchanged
@@ -227,11 +246,18 @@ def judge_signal(stats: dict, mode: str, log=print) -> None:
 
 
 # ---------------------------------------------------------------- data, graders, evaluation
-def load_grader(rl: RLSection, task_grader=None):
+def load_grader(rl: RLSection, task_grader=None, root: str = "runs"):
+    import json
+
     from corral.rollout import WeightedGraders
     from corral.tasks import load_any_grader
 
-    base = load_any_grader(rl.grader) if rl.grader else task_grader
+    if rl.reward_model and rl.grader:
+        raise CorralError("set rl.reward_model or rl.grader, not both (add more graders "
+                          "with rl.graders=[WEIGHT:SPEC, ...])")
+    spec = rl.grader or (json.dumps({"type": "reward_model", "model": rl.reward_model,
+                                     "root": root}) if rl.reward_model else "")
+    base = load_any_grader(spec) if spec else task_grader
     if base is None:
         raise CorralError("no grader: set rl.grader=GRADER.json (or a rule name such as "
                           "numeric), or use data.task=NAME")
@@ -305,8 +331,10 @@ def learning_curve(store: RunStore) -> list[dict]:
 
 
 # ---------------------------------------------------------------- runs
-def run_rl(cfg: RLConfig, method: str = "grpo", policy=None, log=print) -> RunStore:
-    """Signal check, then train with rollouts from the live policy; returns the run's store."""
+def run_rl(cfg: RLConfig, method: str = "grpo", policy=None, log=print,
+           wrap=None, objective=None) -> RunStore:
+    """Signal check, then train with rollouts from the live policy; returns the run's store.
+    PPO passes `wrap` (policy -> actor-critic) and its objective."""
     from corral.data.render import check_template
     from corral.evaluate import combine, task_evaluator
     from corral.policy import load_policy
@@ -315,11 +343,15 @@ def run_rl(cfg: RLConfig, method: str = "grpo", policy=None, log=print) -> RunSt
     from corral.train import plan
 
     validate(cfg)
+    if cfg.rl.advantage == "gae" and wrap is None:
+        raise CorralError("rl.advantage=gae needs PPO's value head; run `corral ppo` (or use "
+                          "rl.advantage=group, rloo or reinforce_pp)")
     train_items, dev, unseen, task_grader = load_items(cfg)
-    grader = load_grader(cfg.rl, task_grader)
+    grader = load_grader(cfg.rl, task_grader, cfg.run.root)
     if policy is None:
         torch.manual_seed(cfg.train.seed)
         policy = load_policy(cfg.model, cfg.lora)
+    policy = wrap(policy) if wrap is not None else policy
     template = check_template(policy.tokenizer, cfg.model.template or None)
     if cfg.rl.kl_coef > 0 and not policy.is_lora:
         policy.prepare_reference()  # full fine-tuning: freeze a copy before any update
@@ -343,7 +375,7 @@ def run_rl(cfg: RLConfig, method: str = "grpo", policy=None, log=print) -> RunSt
     if evaluator is not None and cfg.rl.eval_before and not cfg.run.resume:
         with torch.no_grad():
             store.append_metrics(0, {f"eval/{k}": v for k, v in evaluator(policy, 0).items()})
-    fit(policy, PolicyGradient.from_config(rl), source, cfg, store, method,
+    fit(policy, objective or PolicyGradient.from_config(rl), source, cfg, store, method,
         [cfg.data.train, cfg.data.validation], evaluator=evaluator, log=log, extra=extra)
     return store
 

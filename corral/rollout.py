@@ -127,9 +127,11 @@ ESTIMATORS = {"group": group_estimator, "rloo": rloo_estimator,
 
 
 def group_stats(trajs, n: int) -> dict:
-    """Reward mean, the fraction of groups with one reward only (no signal), lengths."""
+    """Reward mean, the fraction of groups with one reward only (no signal), lengths.
+    With n = 1 (PPO: a value baseline, no groups) the whole batch counts as one group."""
     rewards = [t.reward for t in trajs]
-    groups = [rewards[i:i + n] for i in range(0, len(rewards), n)]
+    size = n if n > 1 else len(rewards)
+    groups = [rewards[i:i + size] for i in range(0, len(rewards), size)]
     flat = sum(1 for g in groups if max(g) - min(g) < 1e-9)
     lengths = [len(t.completion_ids) for t in trajs]
     return {"reward": sum(rewards) / len(rewards), "score": sum(t.score for t in trajs) /
@@ -223,7 +225,7 @@ class RolloutSource:
         trajs = [Trajectory(i, g_idx, self.prompt_ids[i], list(g.token_ids),
                             list(g.logprobs), g.text, g.finish_reason)
                  for g_idx, (i, group) in enumerate(zip(indices, gens)) for g in group]
-        pairs = [(self.items[t.prompt_index].fields, Sample.of(t.text)) for t in trajs]
+        pairs = [(self.items[t.prompt_index].grader_item(), Sample.of(t.text)) for t in trajs]
         for t, s in zip(trajs, self.grader.grade_batch(pairs)):
             t.score = float(s.value)
         return trajs
@@ -232,17 +234,21 @@ class RolloutSource:
         self.check_sampler_weights(r)
         trajs = self.sample(self.prompt_indices(r), seed=self.seed * 7919 + r)
         self._annotate(trajs)
-        rl = self.rl
+        rl, kl_sums = self.rl, []
         for t in trajs:
             rewards = [0.0] * len(t.completion_ids)
-            rewards[-1] = t.score
+            truncated = t.finish_reason == "length"  # no EOS: penalised when asked
+            rewards[-1] = t.score - (rl.missing_eos_penalty if truncated else 0.0)
             if rl.kl_coef > 0 and rl.kl_in == "reward":
                 kl = L.kl_penalty(torch.tensor(t.old_logps), torch.tensor(t.ref_logps),
                                   rl.kl_kind)
                 rewards = [x - rl.kl_coef * k for x, k in zip(rewards, kl.tolist())]
+                kl_sums.append(float(kl.sum()))
             t.token_rewards = rewards
         ESTIMATORS[rl.advantage](trajs, rl.n, rl)
         stats = group_stats(trajs, rl.n)
+        if kl_sums:  # KL(policy || reference) per sequence, summed over its tokens
+            stats["kl_seq"] = sum(kl_sums) / len(kl_sums)
         for t in trajs:  # the stats travel with the batches so the objective can log them
             t.stats = stats
         if self.on_rollout is not None:
@@ -250,13 +256,21 @@ class RolloutSource:
         return trajs
 
     def _annotate(self, trajs) -> None:
-        """Old log-probs (sampler's, or recomputed once), the step-0 check, reference."""
+        """Old log-probs (sampler's, or recomputed once), the step-0 check, the critic's
+        values (PPO: same forward), reference log-probs."""
         need_check = not self._checked and self.rl.logp_tolerance > 0
-        trainer = self.forward_logps(trajs) if self.recompute or need_check else None
+        critic = hasattr(self.policy, "logps_and_values")
+        trainer = values = None
+        if critic:
+            trainer, values = self.forward_logps(trajs, with_values=True)
+        elif self.recompute or need_check:
+            trainer = self.forward_logps(trajs)
         if need_check:
             self._check_logps(trajs, trainer)
         for i, t in enumerate(trajs):
             t.old_logps = trainer[i] if self.recompute else list(t.sampler_logps)
+            if critic:
+                t.values = values[i]
         if self.rl.kl_coef > 0:
             with self.policy.reference():
                 ref = self.forward_logps(trajs)
@@ -264,19 +278,26 @@ class RolloutSource:
                 t.ref_logps = lp
 
     @torch.no_grad()
-    def forward_logps(self, trajs) -> list[list[float]]:
-        """The trainer's log-probs of each trajectory's completion tokens (eval mode)."""
+    def forward_logps(self, trajs, with_values: bool = False):
+        """The trainer's log-probs of each trajectory's completion tokens (eval mode); with
+        `with_values`, also the critic's value before each token, from the same forward."""
         was = self.policy.model.training
         self.policy.model.eval()
-        out = [None] * len(trajs)
+        out, vals = [None] * len(trajs), [None] * len(trajs)
         try:
             for idx, batch in self._groups(trajs):
-                lp = self.policy.token_logps(batch.to(self.policy.device)).float().cpu()
-                for i, x in zip(idx, lp.split([len(trajs[i].completion_ids) for i in idx])):
-                    out[i] = x.tolist()
+                batch = batch.to(self.policy.device)
+                if with_values:
+                    lp, v = (x.float().cpu() for x in self.policy.logps_and_values(batch))
+                else:
+                    lp, v = self.policy.token_logps(batch).float().cpu(), None
+                sizes = [len(trajs[i].completion_ids) for i in idx]
+                v_parts = v.split(sizes) if v is not None else [None] * len(idx)
+                for i, x, vi in zip(idx, lp.split(sizes), v_parts):
+                    out[i], vals[i] = x.tolist(), (vi.tolist() if vi is not None else None)
         finally:
             self.policy.model.train(was)
-        return out
+        return (out, vals) if with_values else out
 
     def _check_logps(self, trajs, trainer) -> None:
         diff = torch.tensor([a - b for t, lp in zip(trajs, trainer)
