@@ -101,7 +101,7 @@ def _setup(cfg, policy):
     refuse_unseen(cfg.data.train, cfg.data.unseen)
     if policy is None:
         torch.manual_seed(cfg.train.seed)  # LoRA's initial A matrices come from this
-        policy = load_policy(cfg.model, cfg.lora)
+        policy = load_policy(cfg.model, cfg.lora, fresh_adapter=True)
     return policy, check_template(policy.tokenizer, cfg.model.template or None)
 
 

@@ -178,8 +178,13 @@ def choose_dtype(dtype: str, device) -> torch.dtype:
 
 
 def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
-                for_training: bool = True) -> Policy:
-    """Load model + tokenizer per `model_cfg`; add (or reload) a LoRA adapter per `lora_cfg`."""
+                for_training: bool = True, fresh_adapter: bool = False) -> Policy:
+    """Load model + tokenizer per `model_cfg`; add (or reload) a LoRA adapter per `lora_cfg`.
+
+    A saved adapter is reloaded and trained further, unless `fresh_adapter` (methods with a
+    reference model: DPO, KTO, RL): then it is merged and a new adapter goes on top, so the
+    reference (adapter disabled) is the loaded model, e.g. the SFT model, not its base. An
+    adapter whose base is itself an adapter directory loads as that stack."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = choose_device(model_cfg.device)
@@ -188,18 +193,25 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
     adapter = source if (Path(source) / "adapter_config.json").is_file() else None
     base_name, base = _adapter_base(adapter) if adapter else (model_cfg.name, source)
     opts = {"revision": model_cfg.revision or None, "trust_remote_code": model_cfg.trust_remote_code}
-    model = _from_pretrained(AutoModelForCausalLM, base, model_cfg.name, dtype=dtype,
-                             attn_implementation="sdpa", **opts)
-    own_tok = adapter and (Path(adapter) / "tokenizer_config.json").is_file()
-    tokenizer = _from_pretrained(AutoTokenizer, adapter if own_tok else base, model_cfg.name, **opts)
+    if (Path(base) / "adapter_config.json").is_file():  # stacked: merge the lower adapter
+        lower = load_policy(ModelConfig(name=base, device=model_cfg.device, dtype=model_cfg.dtype),
+                            LoraConfig(enabled=False), for_training=False)
+        model, tokenizer = lower.model.requires_grad_(True), lower.tokenizer
+    else:
+        model = _from_pretrained(AutoModelForCausalLM, base, model_cfg.name, dtype=dtype,
+                                 attn_implementation="sdpa", **opts)
+        own_tok = adapter and (Path(adapter) / "tokenizer_config.json").is_file()
+        tokenizer = _from_pretrained(AutoTokenizer, adapter if own_tok else base,
+                                     model_cfg.name, **opts)
     model.to(device)
+    merge = adapter and (fresh_adapter or lora_cfg is not None and not lora_cfg.enabled)
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
-        if lora_cfg is not None and not lora_cfg.enabled:
-            model = model.merge_and_unload()  # full fine-tuning continues from the merge
-    policy = Policy.from_objects(model, tokenizer, None if adapter else lora_cfg)
+        if merge:  # full fine-tuning (or a fresh adapter) continues from the merge
+            model, base_name = model.merge_and_unload(), adapter
+    policy = Policy.from_objects(model, tokenizer, None if adapter and not merge else lora_cfg)
     policy.source = base_name
     if model_cfg.template:
         set_template(tokenizer, model_cfg.template)

@@ -350,7 +350,7 @@ def run_rl(cfg: RLConfig, method: str = "grpo", policy=None, log=print,
     grader = load_grader(cfg.rl, task_grader, cfg.run.root)
     if policy is None:
         torch.manual_seed(cfg.train.seed)
-        policy = load_policy(cfg.model, cfg.lora)
+        policy = load_policy(cfg.model, cfg.lora, fresh_adapter=True)
     policy = wrap(policy) if wrap is not None else policy
     template = check_template(policy.tokenizer, cfg.model.template or None)
     if cfg.rl.kl_coef > 0 and not policy.is_lora:

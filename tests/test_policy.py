@@ -358,3 +358,28 @@ def test_embedded_smollm2_converts_loads_generates_and_round_trips(tmp_path, mon
     assert tok2.chat_template == tok.chat_template and tok2.eos_token == "<|im_end|>"
     with torch.no_grad():
         torch.testing.assert_close(model2(**prompt).logits, policy.model(**prompt).logits)
+
+
+def test_fresh_adapter_makes_the_loaded_model_the_reference(tiny_dir, tmp_path):
+    """SFT adapter -> (DPO/RL) a new adapter on the merged SFT model: the reference is the SFT
+    model, not its base; the new adapter saves as a stack that reloads to the same model."""
+    sft = load(tiny_dir)
+    perturb_lora(sft)
+    sft.save(tmp_path / "sft")
+    with torch.no_grad():
+        sft_logps = sft.token_logps(BATCH)
+    policy = pol.load_policy(ModelConfig(name=str(tmp_path / "sft")), LORA, fresh_adapter=True)
+    assert policy.is_lora
+    with policy.reference():
+        torch.testing.assert_close(policy.token_logps(BATCH), sft_logps, atol=1e-5, rtol=1e-5)
+    perturb_lora(policy)
+    with torch.no_grad():
+        live = policy.token_logps(BATCH)
+    assert not torch.allclose(live, sft_logps, atol=1e-3)
+    policy.save(tmp_path / "rl")
+    reloaded = pol.load_policy(ModelConfig(name=str(tmp_path / "rl")), None, for_training=False)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.token_logps(BATCH), live, atol=1e-5, rtol=1e-5)
+    kept = load(str(tmp_path / "sft"))  # without fresh_adapter: the same adapter trains on
+    with kept.reference():
+        assert not torch.allclose(kept.token_logps(BATCH), sft_logps, atol=1e-3)
