@@ -2,6 +2,7 @@
 
     python bench/eval.py                       # embedded model, 8 GSM8K prompts, n = 8
     python bench/eval.py --model tiny --prompts 4 --max-new-tokens 32
+    python bench/eval.py --few-shot 4            # GSM8K's usual few-shot prompts
 
 Same model, prompts (chat-templated GSM8K test questions), n samples per prompt, max new
 tokens and temperature, one process run each. Prints samples/s, generated tokens/s, the
@@ -32,18 +33,24 @@ def load(model_dir: str):
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
-def prompts_for(tokenizer, n_prompts: int) -> list[list[int]]:
+def prompts_for(tokenizer, n_prompts: int, few_shot: int = 0) -> list[list[int]]:
+    """Chat prompts for the first GSM8K test questions, after `few_shot` worked train examples
+    as earlier user/assistant turns (the usual few-shot GSM8K evaluation)."""
     rows = [json.loads(line) for line in GSM8K.read_text().splitlines()[:n_prompts]]
-    chats = [[{"role": "user", "content": r["question"]}] for r in rows]
+    train = GSM8K.with_name("train.jsonl").read_text().splitlines()[:few_shot]
+    shots = [turn for line in train for turn in (
+        {"role": "user", "content": json.loads(line)["question"]},
+        {"role": "assistant", "content": json.loads(line)["answer"]})]
+    chats = [[*shots, {"role": "user", "content": r["question"]}] for r in rows]
     return [tokenizer(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
                       add_special_tokens=False)["input_ids"] for c in chats]
 
 
-def run_corral(model_dir, n_prompts, n, max_new, temperature) -> dict:
+def run_corral(model_dir, n_prompts, n, max_new, temperature, few_shot) -> dict:
     from corral.generate import Engine, SamplingParams
 
     model, tok = load(model_dir)
-    prompts = prompts_for(tok, n_prompts)
+    prompts = prompts_for(tok, n_prompts, few_shot)
     engine = Engine.hf(model, tok, batch_size=n_prompts * n)
     engine.generate(prompts[:1], SamplingParams(max_new_tokens=4, n=2, seed=1))  # warm-up
     start = time.perf_counter()
@@ -56,11 +63,11 @@ def run_corral(model_dir, n_prompts, n, max_new, temperature) -> dict:
             "greedy": [g[0].token_ids for g in greedy]}
 
 
-def run_hf(model_dir, n_prompts, n, max_new, temperature) -> dict:
+def run_hf(model_dir, n_prompts, n, max_new, temperature, few_shot) -> dict:
     import torch
 
     model, tok = load(model_dir)
-    prompts = prompts_for(tok, n_prompts)
+    prompts = prompts_for(tok, n_prompts, few_shot)
     tok.padding_side = "left"
     batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
     eos = tok.eos_token_id
@@ -98,6 +105,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--few-shot", type=int, default=0,
+                        help="worked GSM8K train examples before each question")
     args = parser.parse_args()
     if args.model == "embedded":
         from corral.policy import resolve_model
@@ -105,7 +114,8 @@ def main() -> None:
     else:
         from corral.testing import save_tiny
         model_dir = save_tiny(tempfile.mkdtemp())
-    spec = (model_dir, args.prompts, args.n, args.max_new_tokens, args.temperature)
+    spec = (model_dir, args.prompts, args.n, args.max_new_tokens, args.temperature,
+            args.few_shot)
     rows = []
     for name, fn in (("corral engine", run_corral), ("transformers generate", run_hf)):
         result = run_isolated(fn, *spec)
@@ -117,7 +127,7 @@ def main() -> None:
     base = rows[1].get("tokens_s")
     for row in rows:
         row["ratio"] = row.get("samples_s", 0) / rows[1]["samples_s"] if base else None
-    print(f"model {args.model}, {args.prompts} prompts x n={args.n}, "
+    print(f"model {args.model}, {args.prompts} prompts x n={args.n}, {args.few_shot}-shot, "
           f"max_new_tokens={args.max_new_tokens}, temperature={args.temperature}")
     print_table(rows, [("name", "engine", "s"), ("samples_s", "samples/s", ".2f"),
                        ("tokens_s", "tokens/s", ".1f"), ("ratio", "corral x (samples/s)", ".2f"),
