@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from corral.errors import CorralError
+from corral.kvcache import reserve
 
 FinishReason = Literal["stop", "length", "eos"]
 
@@ -190,7 +191,7 @@ class HFBackend:
             gens.sort(key=lambda g: g.sample_index)
         return results
 
-    def _prefill(self, prompts: list[list[int]], n: int):
+    def _prefill(self, prompts: list[list[int]], n: int, max_new: int = 0):
         """One forward over the left-padded prompts, then the cache fanned out to n rows each."""
         from transformers import DynamicCache
 
@@ -204,6 +205,7 @@ class HFBackend:
             cache.batch_repeat_interleave(n)
             logits, mask, next_pos = (t.repeat_interleave(n, dim=0)
                                       for t in (logits, mask, next_pos))
+        reserve(cache, max_new)  # decode writes in place instead of re-copying the cache
         return cache, logits, mask, next_pos
 
     def _decode(self, chunk, params: SamplingParams, base_seed: int) -> list[_Row]:
@@ -211,7 +213,8 @@ class HFBackend:
         import torch
 
         device = _device(self.model)
-        cache, logits, mask, next_pos = self._prefill([p for _, p in chunk], params.n)
+        cache, logits, mask, next_pos = self._prefill([p for _, p in chunk], params.n,
+                                                      params.max_new_tokens)
         rows = [_Row(pi, si, _row_generator(base_seed, pi, si), [], [])
                 for pi, _ in chunk for si in range(params.n)]
         active, stops = rows, _StopChecker(self.tokenizer, params.stop)
