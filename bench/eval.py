@@ -109,7 +109,7 @@ def main() -> None:
                         help="worked GSM8K train examples before each question")
     args = parser.parse_args()
     if args.model == "embedded":
-        from corral.policy import resolve_model
+        from corral.models import resolve_model
         model_dir = resolve_model("smollm2-135m-instruct")
     else:
         from corral.testing import save_tiny

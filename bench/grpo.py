@@ -159,7 +159,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="corral-bench-grpo-") as tmp:
         if args.model == "embedded":
-            from corral.policy import resolve_model
+            from corral.models import resolve_model
             model_dir = resolve_model("smollm2-135m-instruct")
         else:
             from corral.testing import save_tiny

@@ -56,7 +56,7 @@ def load_gsm8k(n: int) -> list[dict]:
 def model_dirs(which: str, workdir: Path) -> dict[str, str]:
     dirs = {}
     if which in ("embedded", "both"):
-        from corral.policy import resolve_model
+        from corral.models import resolve_model
         dirs["smollm2-135m"] = resolve_model("smollm2-135m-instruct")
     if which in ("tiny", "both"):
         from corral.testing import save_tiny

@@ -17,7 +17,8 @@ from corral.data.readers import load_feedback_records, load_preference_records, 
 from corral.data.render import check_template
 from corral.errors import CorralError
 from corral.evaluate import combine, task_evaluator
-from corral.policy import load_policy, resolve_model
+from corral.models import resolve_model
+from corral.policy import load_policy
 from corral.preference import (
     DPO,
     DPO_LOSSES,

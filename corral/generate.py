@@ -165,6 +165,8 @@ class HFBackend:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         keep_last = _accepts(base.forward, "logits_to_keep")
         self._forward_kwargs = {"logits_to_keep": 1} if keep_last else {}
+        # transformers 5.x renames `past_key_values` to `cache` (the old name goes in 5.40).
+        self._cache_kw = "cache" if _accepts(base.forward, "cache") else "past_key_values"
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Generation]]:
         import torch
@@ -199,7 +201,7 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # pads sit at 0; real tokens count from 0
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, **self._forward_kwargs)
+                         use_cache=True, **{self._cache_kw: cache}, **self._forward_kwargs)
         logits, next_pos = out.logits[:, -1].float(), positions[:, -1] + 1
         if n > 1:
             cache.batch_repeat_interleave(n)
@@ -231,8 +233,8 @@ class HFBackend:
                 tokens, mask, next_pos = tokens[index], mask[index], next_pos[index]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
             out = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                             position_ids=next_pos[:, None], past_key_values=cache,
-                             use_cache=True, **self._forward_kwargs)
+                             position_ids=next_pos[:, None], use_cache=True,
+                             **{self._cache_kw: cache}, **self._forward_kwargs)
             logits, next_pos = out.logits[:, -1].float(), next_pos + 1
         return rows
 

