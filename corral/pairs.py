@@ -67,7 +67,7 @@ def make_pairs(policy, task, n: int = 4, params: SamplingParams | None = None, g
     conversations = [[{"role": m.role, "content": m.content} for m in it.messages]
                      for it in items]
     generations = engine.generate_chat(conversations, params)
-    scores = grader.grade_batch([(it.fields, Sample.of(g.text))
+    scores = grader.grade_batch([(it.grader_item(), Sample.of(g.text))
                                  for it, gens in zip(items, generations) for g in gens])
     origin = {"model": model_name or str(getattr(policy, "source", "")),
               "grader": getattr(grader, "name", type(grader).__name__), "task": task.name,

@@ -59,8 +59,29 @@ def test_score_model_range_and_judge_failure():
         raise ConnectionError("down")
     score = load_grader(SCORE_SPEC, judge=broken).grade({"q": "Q"}, Sample.of("a"))
     assert score.value == 0.0 and score.details["error_kind"] == "model_grader_server_error"
-    with pytest.raises(CorralError, match="needs a judge"):
-        load_grader(SCORE_SPEC)
+
+
+def test_default_judge_is_a_local_model_through_the_engine(tmp_path, monkeypatch):
+    """No judge passed: the model named by CORRAL_JUDGE_MODEL (here the tiny random Llama)
+    answers through the generation engine, greedily, so two gradings agree."""
+    from corral.testing import save_tiny
+
+    save_tiny(tmp_path / "judge")
+    monkeypatch.delenv("CORRAL_JUDGE_BASE_URL", raising=False)
+    monkeypatch.setenv("CORRAL_JUDGE_MODEL", str(tmp_path / "judge"))
+    spec = dict(SCORE_SPEC, sampling_params={"temperature": 0, "max_completions_tokens": 6})
+    first = load_grader(spec).grade({"q": "Q"}, Sample.of("a"))
+    again = load_grader(spec).grade({"q": "Q"}, Sample.of("a"))
+    assert "reply" in first.details or first.details["error_kind"] == "model_grader_parse_error"
+    assert first.value == again.value and first.details == again.details
+
+
+def test_unloadable_judge_model_stops_with_what_to_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("CORRAL_JUDGE_BASE_URL", raising=False)
+    monkeypatch.setenv("CORRAL_JUDGE_MODEL", str(tmp_path / "no-such-dir" / "x"))
+    grader = load_grader(SCORE_SPEC)  # construction loads nothing
+    with pytest.raises(CorralError, match="CORRAL_JUDGE_MODEL.*CORRAL_JUDGE_BASE_URL"):
+        grader.grade({"q": "Q"}, Sample.of("a"))
 
 
 LABEL_SPEC = {"type": "label_model", "input": [{"role": "user", "content": "{{sample.output_text}}"}],
@@ -110,6 +131,12 @@ def test_http_judge_against_local_server(monkeypatch):
         assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
         assert body["model"] == "judge-model" and body["max_tokens"] == 8
         assert body["messages"][-1]["content"] == "Rate a for Q"
+        monkeypatch.setenv("CORRAL_JUDGE_BASE_URL", base)  # the default judge, from the env
+        monkeypatch.setenv("CORRAL_JUDGE_API_KEY", "sk-env")
+        monkeypatch.setenv("CORRAL_JUDGE_MODEL", "env-model")
+        assert load_grader(SCORE_SPEC).grade({"q": "Q"}, Sample.of("a")).value == 0.9
+        assert _ChatHandler.seen[-1][1:] == ("Bearer sk-env", _ChatHandler.seen[-1][2])
+        assert _ChatHandler.seen[-1][2]["model"] == "env-model"
         broken = load_grader(SCORE_SPEC, judge=http_judge(base, None, "broken"))
         score = broken.grade({"q": "Q"}, Sample.of("a"))
         assert score.value == 0.0 and "HTTP 500" in score.details["error"]

@@ -1,8 +1,10 @@
 """Judge-model graders of the OpenAI grader JSON (score_model, label_model): reply parsing,
-message checks, and `http_judge` for an OpenAI-compatible server."""
+message checks, `http_judge` for an OpenAI-compatible server, `local_judge` for a local model
+through the generation engine, and `default_judge`, which picks one from the environment."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.error
 import urllib.request
@@ -99,11 +101,7 @@ class _JudgeGrader(SpecGrader):
 
     def __init__(self, spec, judge=None):
         super().__init__(spec)
-        if judge is None:
-            raise CorralError(f"{self.type} grader {self.name!r} needs a judge; pass "
-                              "judge=http_judge(base_url, api_key, model) or a callable "
-                              "(messages, sampling_params) -> str to load_grader.")
-        self.judge = judge
+        self.judge = judge or default_judge(spec.get("model"))
 
     def _instruction(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -127,6 +125,8 @@ class _JudgeGrader(SpecGrader):
         messages = self._messages(item, sample)
         try:
             return self.judge(messages, dict(self.spec.get("sampling_params", {})))
+        except CorralError:  # a judge that cannot be set up stops the run: every score would be 0
+            raise
         except JudgeError as exc:
             raise _Unrenderable(exc.kind, str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - an injected judge may fail any way; score 0
@@ -231,3 +231,63 @@ def http_judge(base_url: str, api_key: str | None, model: str, timeout_s: float 
         return message.get("content") or ""
 
     return judge
+
+
+DEFAULT_JUDGE_MODEL = "smollm2-135m-instruct"
+_JUDGE_HELP = ("set CORRAL_JUDGE_MODEL to a local model (a corral model name, a directory or a "
+               "run) or CORRAL_JUDGE_BASE_URL to an OpenAI-compatible server (key in "
+               "CORRAL_JUDGE_API_KEY)")
+
+
+def default_judge(model: str | None = None) -> Judge:
+    """The judge of a grader built without one. With $CORRAL_JUDGE_BASE_URL set: that server
+    (key from $CORRAL_JUDGE_API_KEY, else $OPENAI_API_KEY); otherwise a local model through the
+    generation engine. The model is $CORRAL_JUDGE_MODEL, else the grader's `model`, else the
+    embedded SmolLM2. Nothing is loaded until the first sample is graded."""
+    chosen = os.environ.get("CORRAL_JUDGE_MODEL") or model
+    base_url = os.environ.get("CORRAL_JUDGE_BASE_URL")
+    if base_url:
+        if not chosen:
+            raise CorralError("CORRAL_JUDGE_BASE_URL is set but no judge model is named; set "
+                              "CORRAL_JUDGE_MODEL or the grader's \"model\".")
+        key = os.environ.get("CORRAL_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        return http_judge(base_url, key, chosen)
+    return local_judge(chosen or DEFAULT_JUDGE_MODEL)
+
+
+_ENGINES: dict = {}  # model name -> Engine: one load per process, shared by every grader
+
+
+def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
+    """A judge answered by a local model through corral's generation engine. The grader's
+    sampling_params apply (temperature default 0 = greedy; max_completions_tokens, top_p,
+    seed); a "developer" message is given to the model as "system"."""
+    from corral.generate import SamplingParams
+
+    def judge(messages: list[dict], sampling_params: dict) -> str:
+        engine = _local_engine(model)
+        sp = sampling_params
+        limit = sp.get("max_completions_tokens") or sp.get("max_tokens") or max_new_tokens
+        params = SamplingParams(max_new_tokens=int(limit),
+                                temperature=float(sp.get("temperature", 0)),
+                                top_p=float(sp.get("top_p", 1.0)), seed=int(sp.get("seed", 0)))
+        chat = [{"role": "system" if m["role"] == "developer" else m["role"],
+                 "content": m["content"]} for m in messages]
+        return engine.generate_chat([chat], params)[0][0].text
+
+    return judge
+
+
+def _local_engine(model: str):
+    if model not in _ENGINES:
+        from corral.config import ModelConfig
+        from corral.generate import Engine
+        from corral.policy import load_policy
+
+        try:
+            policy = load_policy(ModelConfig(name=model), None, for_training=False)
+        except CorralError as exc:
+            raise CorralError(f"judge model {model!r} cannot be loaded here ({exc}); "
+                              f"{_JUDGE_HELP}.") from None
+        _ENGINES[model] = Engine.hf(policy.model, policy.tokenizer)
+    return _ENGINES[model]

@@ -155,8 +155,11 @@ class PythonGrader(SpecGrader):
     def grade_batch(self, pairs):
         payload = [(item, {"output_text": s.output_text, "output_json": _output_json(s)})
                    for item, s in pairs]
+        # CPU seconds: the batch's whole wall-clock allowance, so busy-loop children cannot
+        # outlive it even when the wall clock is not watching them (e.g. forked processes).
         results = run_python_grader(self.spec["source"], payload, timeout_s=self.timeout_s,
-                                    memory_mb=self.memory_mb)
+                                    memory_mb=self.memory_mb,
+                                    cpu_s=int(self.timeout_s * len(payload)) + 10)
         scores = []
         for value, reason in results:
             if reason is None:
