@@ -1,7 +1,5 @@
-"""The generation engine: the only code in corral that samples text.
-
-`Engine` wraps a `Backend`: `HFBackend` (our own KV-cached decode loop) or `VLLMBackend`.
-"""
+"""The generation engine, the only code in corral that samples text: `Engine` over a `Backend`,
+`HFBackend` (our own KV-cached decode loop) or `VLLMBackend`."""
 from __future__ import annotations
 
 import inspect
