@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--rm-pairs", type=int, default=240)
     ap.add_argument("--ppo-steps", type=int, default=24)
     ap.add_argument("--eval-limit", type=int, default=40)
-    ap.add_argument("--out", default="runs-demo-ppo")
+    ap.add_argument("--out", default="runs/demo-ppo")
     args = ap.parse_args()
     from corral.store import read_jsonl
     from corral.tasks.arithmetic import make_rows
