@@ -7,13 +7,13 @@ import time
 from importlib import resources
 
 from corral.config import SFTConfig, load_config
+from corral.data.batching import pack
 from corral.data.readers import read_rows
 from corral.evaluate import evaluate
 from corral.generate import Engine, SamplingParams
 from corral.graders.rules import NumericAnswer
 from corral.records import Item, Message
 from corral.sft import heldout_loss, prepare, run_sft
-from corral.data.batching import pack
 
 
 def asset(name: str) -> str:

@@ -35,8 +35,7 @@ def sealed_dir() -> Path:
 def _atomic_lines(path: Path, lines) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line + "\n")
+        handle.writelines(line + "\n" for line in lines)
     os.replace(tmp, path)
 
 

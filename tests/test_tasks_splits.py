@@ -64,7 +64,7 @@ def test_gsm8k_dev_and_unseen_are_disjoint_halves_of_the_file():
     whole = get_task("gsm8k", split="test", data=str(GSM8K))
     dev = get_task("gsm8k", split="dev", data=str(GSM8K))
     unseen = get_task("gsm8k", split="unseen", data=str(GSM8K))
-    prompts = lambda t: {i.messages[-1].content for i in t.items}  # noqa: E731
+    prompts = lambda t: {i.messages[-1].content for i in t.items}
     assert not prompts(dev) & prompts(unseen)
     assert prompts(dev) | prompts(unseen) == prompts(whole)
     assert 0.4 < len(dev.items) / len(whole.items) < 0.6
@@ -74,7 +74,7 @@ def test_arithmetic_splits_are_disjoint_and_graded():
     dev = get_task("arithmetic", split="dev", limit=100)
     unseen = get_task("arithmetic", split="unseen", limit=100)
     train = get_task("arithmetic", split="train", limit=400)
-    prompts = lambda t: {i.messages[-1].content for i in t.items}  # noqa: E731
+    prompts = lambda t: {i.messages[-1].content for i in t.items}
     assert not prompts(dev) & prompts(unseen) and not prompts(train) & prompts(unseen)
     item = dev.items[0]
     assert dev.grader.grade(item.fields, _sample(f"#### {item.fields['answer']}")).value == 1.0

@@ -13,7 +13,7 @@ class Sample:
     output_json: Any = None  # parsed lazily from output_text when None
 
     @classmethod
-    def of(cls, text: str) -> "Sample":
+    def of(cls, text: str) -> Sample:
         try:
             parsed = json.loads(text)
         except (ValueError, TypeError):

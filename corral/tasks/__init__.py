@@ -90,7 +90,9 @@ def load_any_grader(spec: str):
     from corral.graders.openai import load_grader
 
     if os.path.exists(spec):
-        parsed = json.loads(open(spec, encoding="utf-8").read()) if spec.endswith(".json") \
+        from pathlib import Path
+
+        parsed = json.loads(Path(spec).read_text(encoding="utf-8")) if spec.endswith(".json") \
             else spec
     else:
         try:
