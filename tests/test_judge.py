@@ -76,6 +76,32 @@ def test_default_judge_is_a_local_model_through_the_engine(tmp_path, monkeypatch
     assert first.value == again.value and first.details == again.details
 
 
+def test_local_judge_grades_a_batch_in_one_pass_like_one_by_one(tmp_path, monkeypatch):
+    from corral.graders.judge import local_judge
+    from corral.testing import save_tiny
+
+    save_tiny(tmp_path / "judge")
+    judge = local_judge(str(tmp_path / "judge"))
+    calls = []
+    batch = judge.batch
+    judge.batch = lambda conversations, sp: calls.append(len(conversations)) or batch(
+        conversations, sp)
+    spec = dict(SCORE_SPEC, sampling_params={"temperature": 0, "max_completions_tokens": 5})
+    grader = load_grader(spec, judge=judge)
+    pairs = [({"q": q}, Sample.of(a)) for q, a in [("Q1", "a"), ("a longer Q2", "bb"), ("Q", "c")]]
+    together = grader.grade_batch(pairs)
+    assert calls == [3]  # one generation pass for the three samples
+    alone = [grader.grade(item, sample) for item, sample in pairs]
+    assert [(s.value, s.details) for s in together] == [(s.value, s.details) for s in alone]
+
+    def short(conversations, sp):
+        return ["0.5"]  # a judge that answers fewer prompts than asked: each scores 0
+    grader = load_grader(spec, judge=judge)
+    judge.batch = short
+    scores = grader.grade_batch(pairs)
+    assert [s.details["error_kind"] for s in scores] == ["model_grader_server_error"] * 3
+
+
 def test_unloadable_judge_model_stops_with_what_to_set(tmp_path, monkeypatch):
     monkeypatch.delenv("CORRAL_JUDGE_BASE_URL", raising=False)
     monkeypatch.setenv("CORRAL_JUDGE_MODEL", str(tmp_path / "no-such-dir" / "x"))

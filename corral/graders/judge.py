@@ -121,17 +121,48 @@ class _JudgeGrader(SpecGrader):
             messages.insert(0, {"role": "system", "content": self._instruction()})
         return messages
 
-    def _ask(self, item, sample) -> str:
+    def _grade(self, item, sample):
         messages = self._messages(item, sample)
+        return self._call(lambda: [self.judge(messages, self._params())], 1)[0]
+
+    def grade_batch(self, pairs):
+        """One judge call for the whole batch when the judge has `.batch` (the local judge:
+        one generation pass over every prompt), else one call per sample."""
+        batch = getattr(self.judge, "batch", None)
+        if batch is None or len(pairs) < 2:
+            return [self.grade(item, sample) for item, sample in pairs]
+        scores, asked, messages = [None] * len(pairs), [], []
+        for k, (item, sample) in enumerate(pairs):
+            try:
+                messages.append(self._messages(item, sample))
+                asked.append(k)
+            except _Unrenderable as exc:
+                scores[k] = self._fail(exc.kind, str(exc))
+        for k, score in zip(asked, self._call(lambda: batch(messages, self._params()),
+                                              len(asked))):
+            scores[k] = score
+        return scores
+
+    def _params(self) -> dict:
+        return dict(self.spec.get("sampling_params", {}))
+
+    def _call(self, ask, count: int) -> list[Score]:
+        """Replies -> scores; a failed call scores each of its `count` samples 0."""
         try:
-            return self.judge(messages, dict(self.spec.get("sampling_params", {})))
+            replies = list(ask())
+            if len(replies) != count:
+                raise RuntimeError(f"{len(replies)} replies for {count} prompts")
+            return [self._score(reply) for reply in replies]
         except CorralError:  # a judge that cannot be set up stops the run: every score would be 0
             raise
         except JudgeError as exc:
-            raise _Unrenderable(exc.kind, str(exc)) from None
+            return [self._fail(exc.kind, str(exc))] * count
         except Exception as exc:  # noqa: BLE001 - an injected judge may fail any way; score 0
-            raise _Unrenderable("model_grader_server_error",
-                                f"the judge failed: {type(exc).__name__}: {exc}") from None
+            return [self._fail("model_grader_server_error",
+                               f"the judge failed: {type(exc).__name__}: {exc}")] * count
+
+    def _score(self, reply: str) -> Score:  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 class ScoreModelGrader(_JudgeGrader):
@@ -160,8 +191,7 @@ class ScoreModelGrader(_JudgeGrader):
         return (f"Reply with only a number from {self.low:g} to {self.high:g}, "
                 'or JSON {"result": <number>}.')
 
-    def _grade(self, item, sample):
-        reply = self._ask(item, sample)
+    def _score(self, reply):
         raw = parse_score(reply)
         if raw is None:
             return self._fail("model_grader_parse_error",
@@ -194,8 +224,7 @@ class LabelModelGrader(_JudgeGrader):
         return ("Reply with exactly one of these labels and nothing else: "
                 f"{', '.join(self.spec['labels'])}.")
 
-    def _grade(self, item, sample):
-        reply = self._ask(item, sample)
+    def _score(self, reply):
         label = parse_label(reply, self.spec["labels"])
         if label is None:
             return self._fail("model_grader_parse_error",
@@ -264,17 +293,19 @@ def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
     seed); a "developer" message is given to the model as "system"."""
     from corral.generate import SamplingParams
 
-    def judge(messages: list[dict], sampling_params: dict) -> str:
-        engine = _local_engine(model)
-        sp = sampling_params
+    def batch(conversations: list[list[dict]], sp: dict) -> list[str]:
         limit = sp.get("max_completions_tokens") or sp.get("max_tokens") or max_new_tokens
         params = SamplingParams(max_new_tokens=int(limit),
                                 temperature=float(sp.get("temperature", 0)),
                                 top_p=float(sp.get("top_p", 1.0)), seed=int(sp.get("seed", 0)))
-        chat = [{"role": "system" if m["role"] == "developer" else m["role"],
-                 "content": m["content"]} for m in messages]
-        return engine.generate_chat([chat], params)[0][0].text
+        chats = [[{"role": "system" if m["role"] == "developer" else m["role"],
+                   "content": m["content"]} for m in messages] for messages in conversations]
+        return [gens[0].text for gens in _local_engine(model).generate_chat(chats, params)]
 
+    def judge(messages: list[dict], sampling_params: dict) -> str:
+        return batch([messages], sampling_params)[0]
+
+    judge.batch = batch  # grade_batch asks for all its samples in one generation pass
     return judge
 
 
