@@ -283,6 +283,11 @@ def load_items(cfg: RLConfig):
         tasks = {s: get_task(d.task, split=s, data=d.task_data, seed=cfg.train.seed)
                  for s in ("train", "dev", "unseen")}
         train, dev, unseen = (tasks[s].prompt_items() for s in ("train", "dev", "unseen"))
+        held = {item.messages for item in dev + unseen}  # one data file for all splits:
+        train = [item for item in train if item.messages not in held]  # never train on them
+        if not train:
+            raise CorralError(f"data.task={d.task}: every training prompt is also a dev or "
+                              "unseen prompt; point data.task_data at the training file")
         grader = tasks["train"].grader
     elif d.train:
         refuse_unseen(d.train, d.unseen)

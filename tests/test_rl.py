@@ -142,3 +142,24 @@ def test_cli_commands_registered(tmp_path, monkeypatch):
     with pytest.raises(CorralError, match="identical rewards"):
         args.func(args)
     assert parser.parse_args(["rft", "--resume", "x"]).resume == "x"
+
+
+def test_task_prompts_held_for_dev_or_unseen_are_never_trained_on(monkeypatch):
+    """A task whose one data file feeds every split: rows shared with dev/unseen leave train."""
+    import corral.tasks
+    from corral.records import Item, Message
+    from corral.rl import load_items
+    from corral.tasks import Task
+
+    def item(q):
+        return Item(messages=(Message("user", q),), fields={"answer": "1"}, source=q)
+    splits = {"train": ["a", "b", "c"], "dev": ["b"], "unseen": ["c"]}
+
+    def fake(name, split, **kwargs):
+        return Task(name=name, items=[item(q) for q in splits[split]], grader=None)
+    monkeypatch.setattr(corral.tasks, "get_task", fake)
+    train, dev, unseen, _ = load_items(load_rl_config(None, ["data.task=fake", "eval.limit=0"]))
+    assert [i.messages[-1].content for i in train] == ["a"] and len(dev) == len(unseen) == 1
+    splits["train"] = ["b", "c"]
+    with pytest.raises(CorralError, match="every training prompt is also a dev or unseen"):
+        load_items(load_rl_config(None, ["data.task=fake", "eval.limit=0"]))

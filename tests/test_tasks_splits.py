@@ -60,14 +60,15 @@ def test_gsm8k_task_reads_local_file():
     assert score.value == 1.0
 
 
-def test_gsm8k_dev_and_unseen_are_disjoint_halves_of_the_file():
+def test_gsm8k_splits_of_one_file_are_disjoint_and_cover_it():
     whole = get_task("gsm8k", split="test", data=str(GSM8K))
-    dev = get_task("gsm8k", split="dev", data=str(GSM8K))
-    unseen = get_task("gsm8k", split="unseen", data=str(GSM8K))
+    train, dev, unseen = (get_task("gsm8k", split=s, data=str(GSM8K))
+                          for s in ("train", "dev", "unseen"))
     prompts = lambda t: {i.messages[-1].content for i in t.items}
     assert not prompts(dev) & prompts(unseen)
-    assert prompts(dev) | prompts(unseen) == prompts(whole)
-    assert 0.4 < len(dev.items) / len(whole.items) < 0.6
+    assert not prompts(train) & (prompts(dev) | prompts(unseen))
+    assert prompts(train) | prompts(dev) | prompts(unseen) == prompts(whole)
+    assert 0.2 < len(dev.items) / len(whole.items) < 0.3
 
 
 def test_arithmetic_splits_are_disjoint_and_graded():

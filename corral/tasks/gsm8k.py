@@ -1,8 +1,8 @@
 """GSM8K grade-school math: a local JSONL file (`data=`) or the hub dataset when online.
 
-Splits: `train` and `test` are the file (or hub split) whole; `dev` and `unseen` are two
-disjoint halves of it (hub: of the test split), fixed by the hash of each question, so a model
-tuned on dev is judged on problems it was never tuned on."""
+Splits, fixed by the hash of each question so they never overlap: with a local file, `train`
+is half of it and `dev` and `unseen` a quarter each (`test` is the whole file); from the hub,
+`train` is its train split and `dev` and `unseen` are halves of its test split."""
 from __future__ import annotations
 
 INSTRUCTION = "Solve the problem step by step. End with a line '#### <number>'."
@@ -15,11 +15,14 @@ def build(split: str = "test", data: str = "", seed: int = 0, few_shot: int = 0)
     from corral.splits import assign, row_hash
     from corral.tasks import Task
 
-    hub_split = "train" if split == "train" else "test"
-    rows = load_items(data or f"openai/gsm8k:main:{hub_split}")
-    if split in ("dev", "unseen"):
+    if data:  # one file holds every split: train half, dev and unseen quarters, test = all
+        rows, share = load_items(data), (0.25 if split in ("train", "dev", "unseen") else 0)
+    else:  # the hub's train split is train; dev and unseen are halves of its test split
+        rows = load_items(f"openai/gsm8k:main:{'train' if split == 'train' else 'test'}")
+        share = 0.5 if split in ("dev", "unseen") else 0
+    if share:
         rows = [r for r in rows
-                if assign(row_hash({"question": _question(r)}), 0.5, 0.5) == split]
+                if assign(row_hash({"question": _question(r)}), share, share) == split]
     items = []
     for item in rows:
         question = _question(item)
