@@ -64,4 +64,3 @@ def growing_layer_class():
             self._set(max(self.keys.shape[-2] + tokens_to_remove, 0))
 
     return _GrowingLayer
-

@@ -129,7 +129,7 @@ class _JudgeGrader(SpecGrader):
         """One judge call for the whole batch when the judge has `.batch` (the local judge:
         one generation pass over every prompt), else one call per sample."""
         batch = getattr(self.judge, "batch", None)
-        if batch is None or len(pairs) < 2:
+        if batch is None:
             return [self.grade(item, sample) for item, sample in pairs]
         scores, asked, messages = [None] * len(pairs), [], []
         for k, (item, sample) in enumerate(pairs):

@@ -82,6 +82,7 @@ def load_any_grader(spec: str):
     or a built-in rule grader name."""
     import json
     import os
+    from pathlib import Path
 
     from corral.graders.rules import RULE_GRADERS, make_rule_grader
 
@@ -90,8 +91,6 @@ def load_any_grader(spec: str):
     from corral.graders.openai import load_grader
 
     if os.path.exists(spec):
-        from pathlib import Path
-
         parsed = json.loads(Path(spec).read_text(encoding="utf-8")) if spec.endswith(".json") \
             else spec
     else:
