@@ -60,10 +60,10 @@ def run_corral(spec: dict) -> dict:
     os.environ.update(QUIET)
     import torch
 
-    from corral.config import load_config
-    from corral.dpo import DPOConfig, prepare_pairs
-    from corral.store import RunStore
-    from corral.train import DatasetSource, train
+    from corral.core.config import load_config
+    from corral.methods.dpo import DPOConfig, prepare_pairs
+    from corral.store.runs import RunStore
+    from corral.train.loop import DatasetSource, train
 
     torch.manual_seed(SEED)
     cfg = load_config(DPOConfig, None, [

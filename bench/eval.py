@@ -47,7 +47,7 @@ def prompts_for(tokenizer, n_prompts: int, few_shot: int = 0) -> list[list[int]]
 
 
 def run_corral(model_dir, n_prompts, n, max_new, temperature, few_shot) -> dict:
-    from corral.generate import Engine, SamplingParams
+    from corral.infer.engine import Engine, SamplingParams
 
     model, tok = load(model_dir)
     prompts = prompts_for(tok, n_prompts, few_shot)
@@ -109,7 +109,7 @@ def main() -> None:
                         help="worked GSM8K train examples before each question")
     args = parser.parse_args()
     if args.model == "embedded":
-        from corral.models import resolve_model
+        from corral.model.resolve import resolve_model
         model_dir = resolve_model("smollm2-135m-instruct")
     else:
         from corral.testing import save_tiny

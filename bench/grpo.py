@@ -66,13 +66,13 @@ def run_corral(spec: dict) -> dict:
     os.environ.update(QUIET)
     import torch
 
-    from corral.config import LoraConfig, ModelConfig
-    from corral.policy import load_policy
-    from corral.records import Item, Message
-    from corral.rl import PolicyGradient, RLSection, RLTrainConfig
-    from corral.rollout import RolloutSource
-    from corral.store import RunStore
-    from corral.train import train
+    from corral.core.config import LoraConfig, ModelConfig
+    from corral.model.policy import load_policy
+    from corral.core.records import Item, Message
+    from corral.methods.rl import PolicyGradient, RLSection, RLTrainConfig
+    from corral.train.rollout import RolloutSource
+    from corral.store.runs import RunStore
+    from corral.train.loop import train
 
     class Grader:
         def grade_batch(self, pairs):
@@ -159,7 +159,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="corral-bench-grpo-") as tmp:
         if args.model == "embedded":
-            from corral.models import resolve_model
+            from corral.model.resolve import resolve_model
             model_dir = resolve_model("smollm2-135m-instruct")
         else:
             from corral.testing import save_tiny

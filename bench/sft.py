@@ -56,7 +56,7 @@ def load_gsm8k(n: int) -> list[dict]:
 def model_dirs(which: str, workdir: Path) -> dict[str, str]:
     dirs = {}
     if which in ("embedded", "both"):
-        from corral.models import resolve_model
+        from corral.model.resolve import resolve_model
         dirs["smollm2-135m"] = resolve_model("smollm2-135m-instruct")
     if which in ("tiny", "both"):
         from corral.testing import save_tiny
@@ -111,12 +111,12 @@ def run_corral(spec: dict) -> dict:
     os.environ.update(QUIET)
     import torch
 
-    from corral.config import SFTConfig, load_config
+    from corral.core.config import SFTConfig, load_config
     from corral.data.batching import pack
-    from corral.objectives import SFT
-    from corral.sft import prepare
-    from corral.store import RunStore
-    from corral.train import DatasetSource, train
+    from corral.objectives.sft import SFT
+    from corral.methods.sft import prepare
+    from corral.store.runs import RunStore
+    from corral.train.loop import DatasetSource, train
 
     torch.manual_seed(SEED)
     cfg = load_config(SFTConfig, None, [

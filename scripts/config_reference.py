@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import re
 
-from corral import config as C
+from corral.core import config as C
 
 
 def comments(cls) -> dict:

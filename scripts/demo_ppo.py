@@ -25,7 +25,7 @@ def _demo_rm():
 
 
 def step(argv: list[str]) -> float:
-    from corral.cli import main
+    from corral.cli.app import main
 
     print("$ corral " + " ".join(argv), flush=True)
     start = time.perf_counter()
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--eval-limit", type=int, default=40)
     ap.add_argument("--out", default="runs/demo-ppo")
     args = ap.parse_args()
-    from corral.store import read_jsonl
+    from corral.store.runs import read_jsonl
     from corral.tasks.arithmetic import make_rows
 
     out = Path(args.out)

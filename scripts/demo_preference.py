@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from corral.config import LoraConfig, ModelConfig, load_config
-from corral.dpo import DPOConfig, KTOConfig, run_dpo, run_kto
-from corral.evaluate import evaluate_task
-from corral.generate import SamplingParams
-from corral.pairs import make_pairs, write_pairs
-from corral.policy import load_policy
-from corral.store import atomic_write_text
+from corral.core.config import LoraConfig, ModelConfig, load_config
+from corral.methods.dpo import DPOConfig, KTOConfig, run_dpo, run_kto
+from corral.eval.evaluate import evaluate_task
+from corral.infer.engine import SamplingParams
+from corral.synth.pairs import make_pairs, write_pairs
+from corral.model.policy import load_policy
+from corral.store.runs import atomic_write_text
 from corral.tasks import get_task
 
 MODEL = "smollm2-135m-instruct"

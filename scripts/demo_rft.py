@@ -28,8 +28,8 @@ DEFAULTS = [
 
 
 def main(argv: list[str]) -> dict:
-    from corral.cli import quiet_libraries
-    from corral.rl import load_rl_config, run_rft
+    from corral.cli.app import quiet_libraries
+    from corral.methods.rl import load_rl_config, run_rft
 
     quiet_libraries()
     cfg = load_rl_config(None, [*DEFAULTS, *argv])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from corral.config import load_config
+from corral.core.config import load_config
 from corral.data.batching import collate
-from corral.reward import RewardObjective, RMConfig, heldout_metrics, pack_pairs, prepare, run_rm
-from corral.store import read_jsonl
+from corral.methods.rm import RewardObjective, RMConfig, heldout_metrics, pack_pairs, prepare, run_rm
+from corral.store.runs import read_jsonl
 from corral.tasks.arithmetic import INSTRUCTION, make_rows
 
 
@@ -92,7 +92,7 @@ def main() -> None:
 
 def _records(path: str):
     from corral.data.readers import load_preference_records
-    from corral.records import Completion
+    from corral.core.records import Completion
 
     return [(Completion(p.prompt, p.chosen), Completion(p.prompt, p.rejected))
             for p in load_preference_records(path)]

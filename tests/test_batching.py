@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from corral.data.batching import IGNORE, collate, pack, pad_batch, shifted_labels
 from corral.data.render import Example, render
-from corral.errors import CorralError
-from corral.records import Chat, Message
+from corral.core.errors import CorralError
+from corral.core.records import Chat, Message
 from corral.testing import tiny_model
 
 

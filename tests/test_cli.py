@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from corral.cli import build_parser, main
-from corral.store import read_jsonl
+from corral.cli.app import build_parser, main
+from corral.store.runs import read_jsonl
 from corral.testing import save_tiny
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from corral.config import SFTConfig, load_config, to_dict, validate_choices
-from corral.errors import CorralError
+from corral.core.config import SFTConfig, load_config, to_dict, validate_choices
+from corral.core.errors import CorralError
 
 
 def test_defaults_yaml_and_overrides(tmp_path):

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from corral.config import load_config
-from corral.dpo import REF_FILE, DPOConfig, KTOConfig, run_dpo, run_kto
-from corral.errors import CorralError
-from corral.store import read_jsonl
+from corral.core.config import load_config
+from corral.methods.dpo import REF_FILE, DPOConfig, KTOConfig, run_dpo, run_kto
+from corral.core.errors import CorralError
+from corral.store.runs import read_jsonl
 from corral.testing import save_tiny
 
 
@@ -38,8 +38,8 @@ def common(tmp_path, model, data, name):
 
 def cli(argv) -> int:
     """`corral ...` with the preference commands registered (as corral/cli.py will)."""
-    from corral import cli as corral_cli
-    from corral.cli_pref import register
+    import corral.cli.app as corral_cli
+    from corral.cli.pref import register
 
     parser = corral_cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -1,10 +1,10 @@
 """evaluate(): per-sample grading, summary, and best-of-n where the chooser sees the prompt."""
 from types import SimpleNamespace
 
-from corral.evaluate import evaluate
-from corral.generate import SamplingParams
+from corral.eval.evaluate import evaluate
+from corral.infer.engine import SamplingParams
 from corral.graders.base import BaseGrader, Score
-from corral.records import Item, Message
+from corral.core.records import Item, Message
 
 
 class FakeEngine:

@@ -4,8 +4,8 @@ import copy
 import pytest
 import torch
 
-from corral.errors import CorralError
-from corral.generate import Engine, Generation, HFBackend, SamplingParams, VLLMBackend
+from corral.core.errors import CorralError
+from corral.infer.engine import Engine, Generation, HFBackend, SamplingParams, VLLMBackend
 from corral.testing import tiny_model, tiny_tokenizer
 
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders import similarity
 from corral.graders.arith import safe_eval, validate_expr
 from corral.graders.base import Sample, Score

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders.base import Sample, Score
 from corral.graders.ifeval import INSTRUCTIONS, IFEvalGrader, describe, sample_instructions
 from corral.graders.text import count_words, split_paragraphs, split_sentences

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pytest
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders import judge as judge_module
 from corral.graders import openai
 from corral.graders.base import Sample

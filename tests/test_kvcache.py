@@ -3,7 +3,7 @@ decoding, running out of room, dropping finished rows, fanning out and cropping.
 import torch
 from transformers import DynamicCache
 
-from corral.kvcache import growing_layer_class, reserve
+from corral.infer.kvcache import growing_layer_class, reserve
 from corral.testing import tiny_model
 
 

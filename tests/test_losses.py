@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from corral import losses as L
+from corral.objectives import losses as L
 
 t = torch.tensor
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from corral.graders.base import Score
-from corral.metrics import best_of_n, bootstrap_ci, maj_at_k, mean_stderr, pass_at_k, summarize
+from corral.eval.metrics import best_of_n, bootstrap_ci, maj_at_k, mean_stderr, pass_at_k, summarize
 
 
 def brute_pass_at_k(n, c, k):

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from corral import losses as L
-from corral.cli import main
-from corral.errors import CorralError
-from corral.ppo import VALUE_HEAD_FILE, ActorCritic, PPOObjective, load_ppo_config, run_ppo
-from corral.rl import load_rl_config, run_rl
-from corral.store import read_jsonl
+from corral.objectives import losses as L
+from corral.cli.app import main
+from corral.core.errors import CorralError
+from corral.methods.ppo import VALUE_HEAD_FILE, ActorCritic, PPOObjective, load_ppo_config, run_ppo
+from corral.methods.rl import load_rl_config, run_rl
+from corral.store.runs import read_jsonl
 from corral.testing import save_tiny
 from tests.test_rl import frequent_char, tiny_policy, write_task
 from tests.test_rollout import make_source
@@ -101,7 +101,7 @@ def test_gae_needs_the_ppo_command(tmp_path):
 
 def test_ppo_learns_a_rigged_task(tmp_path):
     from corral.data.render import render_prompt
-    from corral.records import Message
+    from corral.core.records import Message
 
     policy = tiny_policy()
     target = frequent_char(policy, render_prompt([Message("user", "go 0")], policy.tokenizer))

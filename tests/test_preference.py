@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from corral.config import LoraConfig, load_config
+from corral.core.config import LoraConfig, load_config
 from corral.data.readers import load_preference_records
-from corral.dpo import DPOConfig, KTOConfig, attach_reference, load_feedback, prepare_feedback
-from corral.errors import CorralError
-from corral.pairs import make_pairs, write_pairs
-from corral.policy import Policy
-from corral.preference import (
+from corral.methods.dpo import DPOConfig, KTOConfig, attach_reference, load_feedback, prepare_feedback
+from corral.core.errors import CorralError
+from corral.synth.pairs import make_pairs, write_pairs
+from corral.model.policy import Policy
+from corral.objectives.preference import (
     DPO,
     KTO,
     ORPO,
@@ -26,7 +26,7 @@ from corral.preference import (
     sequence_logps,
     split_pairs,
 )
-from corral.records import Message, Preference
+from corral.core.records import Message, Preference
 from corral.testing import tiny_model, tiny_tokenizer
 
 
@@ -218,8 +218,8 @@ class FakeGrader:
 
 
 def test_make_pairs_rows_load_and_carry_provenance(tmp_path):
-    from corral.generate import SamplingParams
-    from corral.records import Item
+    from corral.infer.engine import SamplingParams
+    from corral.core.records import Item
     from corral.tasks import Task
 
     items = [Item((Message("user", f"say {i}"),), {"answer": str(i)}, f"t:{i}") for i in range(4)]

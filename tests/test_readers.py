@@ -15,8 +15,8 @@ from corral.data.readers import (
     load_sft_records,
     read_rows,
 )
-from corral.errors import CorralError
-from corral.records import Chat, Completion, Feedback, Item, Message, Preference, Text
+from corral.core.errors import CorralError
+from corral.core.records import Chat, Completion, Feedback, Item, Message, Preference, Text
 
 
 def user(text):

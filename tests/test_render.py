@@ -2,8 +2,8 @@
 import pytest
 
 from corral.data.render import check_template, inspect_report, render, render_prompt
-from corral.errors import CorralError
-from corral.records import Chat, Completion, Message, Text
+from corral.core.errors import CorralError
+from corral.core.records import Chat, Completion, Message, Text
 from corral.testing import tiny_tokenizer
 
 U, A = "user", "assistant"

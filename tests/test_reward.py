@@ -6,14 +6,14 @@ import random
 import pytest
 import torch
 
-import corral.cli
-from corral.cli_rm import register
-from corral.config import load_config
-from corral.errors import CorralError
+import corral.cli.app
+from corral.cli.rm import register
+from corral.core.config import load_config
+from corral.core.errors import CorralError
 from corral.graders.base import Sample
-from corral.losses import bradley_terry
-from corral.records import Completion, Message
-from corral.reward import (
+from corral.objectives.losses import bradley_terry
+from corral.core.records import Completion, Message
+from corral.methods.rm import (
     RewardModelGrader,
     RewardObjective,
     RMConfig,
@@ -24,7 +24,7 @@ from corral.reward import (
     reward_model_grader,
     run_rm,
 )
-from corral.store import read_jsonl
+from corral.store.runs import read_jsonl
 from corral.testing import save_tiny, tiny_tokenizer
 
 WORDS = ["apple", "river", "stone", "cloud", "lamp", "garden", "tiger", "violin"]
@@ -58,8 +58,8 @@ def common(tmp_path, model, train, *extra):
 
 
 def rm_main(argv):
-    """corral.cli.main with `rm` registered (the lead wires it into cli.py)."""
-    build = corral.cli.build_parser
+    """corral.cli.app.main with `rm` registered (the lead wires it into cli.py)."""
+    build = corral.cli.app.build_parser
 
     def with_rm():
         parser = build()
@@ -67,11 +67,11 @@ def rm_main(argv):
         if "rm" not in sub.choices:
             register(sub)
         return parser
-    corral.cli.build_parser = with_rm
+    corral.cli.app.build_parser = with_rm
     try:
-        return corral.cli.main(argv)
+        return corral.cli.app.main(argv)
     finally:
-        corral.cli.build_parser = build
+        corral.cli.app.build_parser = build
 
 
 def test_objective_is_bradley_terry_per_pair():
@@ -144,7 +144,7 @@ def test_lora_save_load_round_trip(setup):
 
 def test_resume_restores_the_head(setup, monkeypatch):
     """Kill at step 4 (checkpoint at 3), resume: same losses and head as uninterrupted."""
-    from corral.store import RunStore
+    from corral.store.runs import RunStore
 
     tmp_path, model, train, _ = setup
     args = ["rm", *common(tmp_path, model, train, "train.max_steps=6", "train.save_every=3",

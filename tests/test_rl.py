@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from corral.errors import CorralError
-from corral.generate import Engine, SamplingParams
-from corral.policy import Policy
-from corral.rl import PolicyGradient, load_rl_config, run_rl
-from corral.store import read_jsonl
+from corral.core.errors import CorralError
+from corral.infer.engine import Engine, SamplingParams
+from corral.model.policy import Policy
+from corral.methods.rl import PolicyGradient, load_rl_config, run_rl
+from corral.store.runs import read_jsonl
 from corral.testing import tiny_model, tiny_tokenizer
 
 
@@ -50,7 +50,7 @@ def config(tmp_path, data, grader, *extra):
 
 def test_rigged_contains_x_is_learned(tmp_path):
     from corral.data.render import render_prompt
-    from corral.records import Message
+    from corral.core.records import Message
 
     policy = tiny_policy()
     target = frequent_char(policy, render_prompt([Message("user", "go 0")], policy.tokenizer))
@@ -128,7 +128,7 @@ def test_presets_fill_only_keys_not_given(tmp_path):
 
 
 def test_cli_commands_registered(tmp_path, monkeypatch):
-    from corral.cli_rl import register
+    from corral.cli.rl import register
     from corral.testing import save_tiny
 
     monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
@@ -147,8 +147,8 @@ def test_cli_commands_registered(tmp_path, monkeypatch):
 def test_task_prompts_held_for_dev_or_unseen_are_never_trained_on(monkeypatch):
     """A task whose one data file feeds every split: rows shared with dev/unseen leave train."""
     import corral.tasks
-    from corral.records import Item, Message
-    from corral.rl import load_items
+    from corral.core.records import Item, Message
+    from corral.methods.rl import load_items
     from corral.tasks import Task
 
     def item(q):

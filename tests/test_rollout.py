@@ -5,13 +5,13 @@ import copy
 import pytest
 import torch
 
-from corral.errors import CorralError
-from corral.generate import Engine
+from corral.core.errors import CorralError
+from corral.infer.engine import Engine
 from corral.graders.base import BaseGrader, Score
-from corral.policy import Policy
-from corral.records import Item, Message
-from corral.rl import RLSection
-from corral.rollout import RolloutSource, Trajectory, WeightedGraders, group_stats
+from corral.model.policy import Policy
+from corral.core.records import Item, Message
+from corral.methods.rl import RLSection
+from corral.train.rollout import RolloutSource, Trajectory, WeightedGraders, group_stats
 from corral.testing import tiny_model, tiny_tokenizer
 
 

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders.base import Sample, Score
 from corral.graders.jsonschema_subset import check_schema_subset, subset_schema_errors
 from corral.graders.rules import (

@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from corral.cli import main
-from corral.config import SFTConfig, load_config
-from corral.errors import CorralError
-from corral.sft import run_sft
-from corral.store import read_jsonl
+from corral.cli.app import main
+from corral.core.config import SFTConfig, load_config
+from corral.core.errors import CorralError
+from corral.methods.sft import run_sft
+from corral.store.runs import read_jsonl
 from corral.testing import save_tiny
 
 
@@ -50,7 +50,7 @@ def test_loss_falls_and_run_files(setup):
 
 def test_cli_resume_matches_uninterrupted(setup, monkeypatch):
     """Kill at step 4 (checkpoint at 3), resume: same losses as an uninterrupted run."""
-    from corral.store import RunStore
+    from corral.store.runs import RunStore
 
     tmp_path, model, data = setup
     common = [f"model.name={model}", f"data.train={data}", "train.lr=1e-3",

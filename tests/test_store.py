@@ -6,9 +6,9 @@ import re
 import pytest
 import yaml
 
-from corral import store as store_mod
-from corral.errors import CorralError
-from corral.store import RunStore, atomic_write_text, new_run_name
+from corral.store import runs as store_mod
+from corral.core.errors import CorralError
+from corral.store.runs import RunStore, atomic_write_text, new_run_name
 
 
 def test_new_run_name_format():

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.errors import CorralError
-from corral.splits import assign, refuse_unseen, row_hash, split_file
+from corral.core.errors import CorralError
+from corral.data.splits import assign, refuse_unseen, row_hash, split_file
 from corral.tasks import get_task
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from corral.config import TrainConfig
-from corral.errors import CorralError
-from corral.store import RunStore
+from corral.core.config import TrainConfig
+from corral.core.errors import CorralError
+from corral.store.runs import RunStore
 from corral.testing import tiny_model
-from corral.train import DatasetSource, lr_factor, make_optimizer, plan, train
+from corral.train.loop import DatasetSource, lr_factor, make_optimizer, plan, train
 
 
 class ToyBatch:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 
 IGNORE = -100  # label of a position that carries no loss
 

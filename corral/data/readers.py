@@ -10,8 +10,8 @@ import os
 import re
 from collections.abc import Callable, Iterator
 
-from corral.errors import CorralError
-from corral.records import ROLES, Chat, Completion, Feedback, Item, Message, Preference, Text
+from corral.core.errors import CorralError
+from corral.core.records import ROLES, Chat, Completion, Feedback, Item, Message, Preference, Text
 
 # A missing path with one of these suffixes is a mistyped file, never a hub id.
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".txt", ".arrow")

@@ -7,8 +7,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.errors import CorralError
-from corral.records import Chat, Completion, Message, Text
+from corral.core.errors import CorralError
+from corral.core.records import Chat, Completion, Message, Text
 
 MASKS = ("assistant", "all", "last")
 _BRACKETS, _GREEN = ("[[", "]]"), ("\x1b[32m", "\x1b[0m")

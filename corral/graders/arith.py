@@ -8,7 +8,7 @@ import ast
 import math
 from collections.abc import Iterable
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 
 FUNCTIONS = {
     "min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": math.ceil,

@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders import ifeval_checks as checks
 from corral.graders.base import BaseGrader, Sample, Score
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 
 _KEYWORDS = frozenset({
     "type", "enum", "const", "properties", "required", "additionalProperties", "items",

@@ -9,7 +9,7 @@ import re
 import urllib.error
 import urllib.request
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders.base import Score
 from corral.graders.spec import (
     Judge,
@@ -291,7 +291,7 @@ def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
     """A judge answered by a local model through corral's generation engine. The grader's
     sampling_params apply (temperature default 0 = greedy; max_completions_tokens, top_p,
     seed); a "developer" message is given to the model as "system"."""
-    from corral.generate import SamplingParams
+    from corral.infer.engine import SamplingParams
 
     def batch(conversations: list[list[dict]], sp: dict) -> list[str]:
         limit = sp.get("max_completions_tokens") or sp.get("max_tokens") or max_new_tokens
@@ -311,9 +311,9 @@ def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
 
 def _local_engine(model: str):
     if model not in _ENGINES:
-        from corral.config import ModelConfig
-        from corral.generate import Engine
-        from corral.policy import load_policy
+        from corral.core.config import ModelConfig
+        from corral.infer.engine import Engine
+        from corral.model.policy import load_policy
 
         try:
             policy = load_policy(ModelConfig(name=model), None, for_training=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders.arith import safe_eval, validate_expr
 from corral.graders.base import Sample, Score
 from corral.graders.judge import (

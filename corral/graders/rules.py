@@ -14,7 +14,7 @@ import unicodedata
 from decimal import Decimal
 from fractions import Fraction
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 from corral.graders.base import BaseGrader, Sample, Score
 from corral.graders.ifeval import IFEvalGrader
 from corral.graders.ifeval_checks import strip_code_fence

@@ -12,7 +12,7 @@ import math
 import re
 from collections import Counter
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 
 _WORD = re.compile(r"\w+")
 

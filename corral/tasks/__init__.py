@@ -8,8 +8,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from corral.errors import CorralError
-from corral.records import Item, Message
+from corral.core.errors import CorralError
+from corral.core.records import Item, Message
 
 
 @dataclass
@@ -100,7 +100,7 @@ def load_any_grader(spec: str):
             raise CorralError(f"grader '{spec}' is neither a file, inline JSON, nor a built-in "
                               f"rule ({', '.join(sorted(RULE_GRADERS))})") from None
     if isinstance(parsed, dict) and parsed.get("type") == "reward_model":
-        from corral.reward import reward_model_grader
+        from corral.methods.rm import reward_model_grader
 
         return reward_model_grader(parsed)
     return load_grader(parsed)

@@ -60,8 +60,8 @@ def build(split: str = "dev", data: str = "", seed: int = 0, few_shot: int = 0, 
           size: int = 200):
     """The `arithmetic` task: split membership comes from the content hash, as `corral split`."""
     from corral.graders.rules import NumericAnswer
-    from corral.records import Item, Message
-    from corral.splits import assign, row_hash
+    from corral.core.records import Item, Message
+    from corral.data.splits import assign, row_hash
     from corral.tasks import Task
 
     if split not in ("train", "dev", "unseen"):

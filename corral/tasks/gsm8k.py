@@ -11,8 +11,8 @@ INSTRUCTION = "Solve the problem step by step. End with a line '#### <number>'."
 def build(split: str = "test", data: str = "", seed: int = 0, few_shot: int = 0):
     from corral.data.readers import load_items
     from corral.graders.rules import NumericAnswer
-    from corral.records import Item, Message
-    from corral.splits import assign, row_hash
+    from corral.core.records import Item, Message
+    from corral.data.splits import assign, row_hash
     from corral.tasks import Task
 
     if data:  # one file holds every split: train half, dev and unseen quarters, test = all

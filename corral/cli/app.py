@@ -1,0 +1,289 @@
+"""The `corral` command: parses arguments and wires library objects, nothing more.
+
+    corral sft config.yaml train.lr=2e-5 lora.r=16
+    corral data inspect data.jsonl --model smollm2-135m-instruct
+    corral chat --model runs/my-run --prompt "Hello"
+    corral export my-run --merge
+    corral quickstart
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from corral.core.errors import CorralError
+
+
+def run_model_path(name: str, root: str = "runs") -> str:
+    """A run name or run dir means its final model; anything else is a model name."""
+    for candidate in (Path(name), Path(root) / name):
+        if (candidate / "final").is_dir():
+            return str(candidate / "final")
+    return name
+
+
+def config_and_overrides(args) -> tuple:
+    """`corral CMD [config.yaml] [key=value ...] [--resume RUN]`: the file is optional;
+    --resume RUN becomes run.name=RUN run.resume=true."""
+    path, overrides = args.config, list(args.overrides)
+    if path and "=" in path and not Path(path).exists():
+        path, overrides = None, [path, *overrides]
+    if getattr(args, "resume", None):
+        overrides += [f"run.name={args.resume}", "run.resume=true"]
+    return path, overrides
+
+
+def cmd_sft(args) -> None:
+    from corral.core.config import SFTConfig, load_config
+    from corral.methods.sft import run_sft
+
+    args.config, overrides = config_and_overrides(args)
+    cfg = load_config(SFTConfig, args.config, overrides)
+    store = run_sft(cfg)
+    print(f"done: {store.path}/final")
+
+
+def cmd_inspect(args) -> None:
+    from corral.core.config import ModelConfig
+    from corral.data.readers import load_sft_records
+    from corral.data.render import inspect_report
+    from corral.model.policy import load_policy
+
+    records = load_sft_records(args.file)
+    policy = load_policy(ModelConfig(name=run_model_path(args.model), template=args.template),
+                         None, for_training=False)
+    print(inspect_report(records, policy.tokenizer, args.mask, args.max_length,
+                         template=args.template or None, n_show=args.show))
+
+
+def cmd_chat(args) -> None:
+    from corral.cli.chat import chat
+
+    chat(run_model_path(args.model), prompt=args.prompt, system=args.system,
+         max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+
+
+def cmd_export(args) -> None:
+    from corral.core.config import ModelConfig
+    from corral.model.policy import load_policy
+
+    source = run_model_path(args.run, args.root)
+    if source == args.run and not Path(args.run).is_dir():
+        raise CorralError(f"no run '{args.run}' with a final/ model under {args.root}/; "
+                          "give a run name or a run directory")
+    out = args.out or str(Path(source).parent / "merged")
+    policy = load_policy(ModelConfig(name=source), None, for_training=False)
+    if args.merge:
+        policy.export_merged(out)
+    else:
+        policy.save(out)
+    print(f"exported to {out}")
+
+
+def cmd_quickstart(args) -> None:
+    from corral.methods.quickstart import quickstart
+
+    quickstart(root=args.root, steps=args.steps, n_eval=args.n_eval)
+
+
+def _ks(text: str) -> tuple:
+    try:
+        return tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise CorralError(f"-k takes whole numbers separated by commas, got '{text}'") from None
+
+
+def cmd_eval(args) -> None:
+    from corral.eval.evaluate import compare_models, format_table
+    from corral.infer.engine import SamplingParams
+    from corral.store.runs import RunStore, new_run_name
+    from corral.tasks import get_task
+
+    task = get_task(args.task, split=args.split, data=args.data, grader=args.grader,
+                    limit=args.limit, few_shot=args.few_shot, system_prompt=args.system)
+    temperature = args.temperature if args.temperature is not None else \
+        (0.0 if args.n == 1 else 0.8)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature,
+                            top_p=args.top_p, n=args.n, seed=args.seed)
+    ks = _ks(args.k) if args.k else (1,)
+    if any(k > args.n for k in ks):
+        raise CorralError(f"-k {args.k} asks for more samples than -n {args.n}; raise -n")
+    store = RunStore(args.root, args.name or new_run_name("eval"))
+    store.write_config({"task": args.task, "split": args.split, "models": args.model,
+                        "n": args.n, "k": list(ks), "temperature": temperature,
+                        "limit": args.limit, "data": args.data})
+    models = [run_model_path(m, args.root) for m in args.model]
+    table = compare_models(models, task, params, ks, store=store)
+    print(f"task {task.name} ({args.split}), {len(task.items)} items, n={args.n}")
+    print(format_table(table))
+    print(f"samples: {store.path}/samples.jsonl")
+
+
+def cmd_split(args) -> None:
+    from corral.data.splits import split_file
+
+    counts = split_file(args.data, args.dev, args.unseen, args.out or None)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()) +
+          " (unseen rows sealed: training refuses them)")
+
+
+def cmd_grade(args) -> None:
+    import json
+
+    from corral.graders.openai import run_grader, validate_grader
+
+    spec = _read_json_arg(args.grader, "grader")
+    if args.grade_command == "validate":
+        errors = validate_grader(spec)
+        print(json.dumps({"valid": not errors, "errors": errors}, indent=2))
+        if errors:
+            raise SystemExit(1)
+        return
+    item = _read_json_arg(args.item, "--item") if args.item else {}
+    print(json.dumps(run_grader(spec, item, args.sample), indent=2, default=str))
+
+
+def _read_json_arg(text: str, what: str):
+    import json
+
+    try:
+        if Path(text).is_file():
+            return json.loads(Path(text).read_text(encoding="utf-8"))
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorralError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                          "pass a .json file or quote the JSON") from None
+
+
+def _add_training(sub) -> None:
+    p = sub.add_parser("sft", help="supervised fine-tuning (full or LoRA)",
+                       description="Supervised fine-tuning. Config keys: model.*, lora.*, "
+                       "data.*, train.*, run.*, eval.* (see docs/config.md).")
+    p.add_argument("config", nargs="?", help="YAML config file (optional)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=2e-5")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
+    p.add_argument("--root", default="runs")
+    p.add_argument("--steps", type=int, default=0, help="optimizer steps (0 = one epoch)")
+    p.add_argument("--n-eval", type=int, default=50, help="held-out problems to grade")
+    p.set_defaults(func=cmd_quickstart)
+
+
+def _add_models(sub) -> None:
+    data = sub.add_parser("data", help="look at data before training")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("inspect", help="render examples, mark trained tokens, length stats")
+    p.add_argument("file")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--mask", default="assistant", choices=["assistant", "all", "last"])
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--template", default="", help="chat template (.jinja file or inline)")
+    p.add_argument("--show", type=int, default=1, help="examples to print")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("chat", help="talk to a model or a run's final model")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--prompt", help="one prompt; without it, an interactive session")
+    p.add_argument("--system", default="")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("export", help="write a run's model as a standalone HF model")
+    p.add_argument("run", help="run name or directory")
+    p.add_argument("--merge", action="store_true", help="merge the LoRA adapter into the base")
+    p.add_argument("--out", default="")
+    p.add_argument("--root", default="runs")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_evaluation(sub) -> None:
+    p = sub.add_parser("eval", help="grade one or more models on a task (pass@k, maj@k)")
+    p.add_argument("--model", action="append", required=True, help="repeat to compare models")
+    p.add_argument("--task", required=True, help="gsm8k | arithmetic | ifeval-like | FILE.jsonl")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--data", default="", help="local data file for the task (e.g. GSM8K)")
+    p.add_argument("--grader", default="", help="grader JSON (file or inline) for a file task")
+    p.add_argument("-n", type=int, default=1, help="samples per item")
+    p.add_argument("-k", default="", help="k values for pass@k / maj@k, e.g. 1,4,8")
+    p.add_argument("--limit", type=int, default=0, help="first N items only")
+    p.add_argument("--few-shot", type=int, default=0)
+    p.add_argument("--system", default="")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default="runs")
+    p.add_argument("--name", default="")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("split", help="assign rows to train/dev/unseen by content hash")
+    p.add_argument("data")
+    p.add_argument("--dev", type=float, default=0.1)
+    p.add_argument("--unseen", type=float, default=0.1)
+    p.add_argument("--out", default="")
+    p.set_defaults(func=cmd_split)
+
+    grade = sub.add_parser("grade", help="validate or dry-run an OpenAI grader JSON")
+    grade_sub = grade.add_subparsers(dest="grade_command", required=True)
+    p = grade_sub.add_parser("validate")
+    p.add_argument("grader", help="GRADER.json or inline JSON")
+    p.set_defaults(func=cmd_grade)
+    p = grade_sub.add_parser("run")
+    p.add_argument("grader")
+    p.add_argument("--item", default="", help="the data row as JSON")
+    p.add_argument("--sample", default="", help="the model output text")
+    p.set_defaults(func=cmd_grade)
+
+
+METHOD_MODULES = ("corral.cli.pref", "corral.cli.rm", "corral.cli.rl")  # modules offering register(subparsers) for more training methods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="corral", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_training(sub)
+    for module in METHOD_MODULES:
+        importlib.import_module(module).register(sub)
+    _add_models(sub)
+    _add_evaluation(sub)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Keep library progress bars and deprecation chatter out of corral's output."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        args.func(args)
+    except CorralError as exc:
+        print(f"corral: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("corral: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Lowest layer: errors, config machinery and sections, records, the registry, atomic io."""

@@ -1,0 +1,101 @@
+"""Dev and sealed unseen splits assigned by content hash (stable when rows are added).
+
+`corral split DATA --dev 0.1 --unseen 0.1` writes DATA's train/dev/unseen files and seals the
+unseen rows' hashes under $CORRAL_HOME/sealed/, so every training command refuses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from corral.core.errors import CorralError
+
+
+def row_hash(row: dict) -> str:
+    """sha256 of the row's canonical JSON (sorted keys, no whitespace)."""
+    text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def assign(digest: str, dev: float, unseen: float) -> str:
+    """'unseen' | 'dev' | 'train' from the hash alone: a row keeps its split forever."""
+    position = int(digest[:16], 16) / float(1 << 64)
+    if position < unseen:
+        return "unseen"
+    return "dev" if position < unseen + dev else "train"
+
+
+def sealed_dir() -> Path:
+    home = Path(os.environ.get("CORRAL_HOME", Path.home() / ".cache" / "corral"))
+    return home / "sealed"
+
+
+def _atomic_lines(path: Path, lines) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
+    os.replace(tmp, path)
+
+
+def split_file(path: str, dev: float, unseen: float, out_dir: str | None = None) -> dict:
+    """Write <stem>.{train,dev,unseen}.jsonl next to the data (or in out_dir); seal unseen."""
+    from corral.data.readers import read_rows
+
+    if not (0 <= dev < 1 and 0 <= unseen < 1 and dev + unseen < 1):
+        raise CorralError("--dev and --unseen must be fractions in [0, 1) that sum to less than 1")
+    parts: dict[str, list[str]] = {"train": [], "dev": [], "unseen": []}
+    unseen_hashes = []
+    for source, row in read_rows(path):
+        if isinstance(row, Exception) or not isinstance(row, dict):
+            raise CorralError(f"{source}: not a JSON object ({row}); fix the row and split again")
+        digest = row_hash(row)
+        name = assign(digest, dev, unseen)
+        parts[name].append(json.dumps(row, ensure_ascii=False))
+        if name == "unseen":
+            unseen_hashes.append(digest)
+    src = Path(path)
+    target = Path(out_dir) if out_dir else src.parent
+    target.mkdir(parents=True, exist_ok=True)
+    stem = src.name.split(".")[0]
+    for name, lines in parts.items():
+        _atomic_lines(target / f"{stem}.{name}.jsonl", lines)
+    seal(unseen_hashes, label=stem)
+    return {name: len(lines) for name, lines in parts.items()}
+
+
+def seal(hashes, label: str) -> Path:
+    """Record hashes that training must never see."""
+    folder = sealed_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()[:16]
+    path = folder / f"{label}-{digest}.txt"
+    _atomic_lines(path, sorted(hashes))
+    return path
+
+
+def sealed_hashes() -> set[str]:
+    folder = sealed_dir()
+    hashes: set[str] = set()
+    if folder.is_dir():
+        for path in folder.glob("*.txt"):
+            hashes.update(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return hashes
+
+
+def refuse_unseen(path: str, extra_unseen: str = "") -> None:
+    """Stop before training if any row of `path` is in a sealed unseen split."""
+    from corral.data.readers import read_rows
+
+    sealed = sealed_hashes()
+    if extra_unseen:
+        sealed |= {row_hash(r) for _, r in read_rows(extra_unseen) if isinstance(r, dict)}
+    if not sealed:
+        return
+    hits = [source for source, row in read_rows(path)
+            if isinstance(row, dict) and row_hash(row) in sealed]
+    if hits:
+        shown = ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
+        raise CorralError(f"{len(hits)} training rows are in a sealed unseen split ({shown}); "
+                          "remove them (train on the .train.jsonl file that `corral split` wrote)")

@@ -1,0 +1,1 @@
+"""Evaluation: items -> engine -> grader -> pass@k, maj@k, stderr; comparison tables."""

@@ -1,0 +1,1 @@
+"""Inference: the one generation engine, its backends and KV cache."""

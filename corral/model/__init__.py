@@ -1,0 +1,1 @@
+"""Models: resolution (hub id | dir | .gguf | embedded), the Policy, heads, attention."""

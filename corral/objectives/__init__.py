@@ -1,0 +1,1 @@
+"""Pure losses and the objectives built on them: (policy, batch) -> (loss, metrics)."""

@@ -1,0 +1,1 @@
+"""RunStore: the only writer of run directories; sinks for metrics."""

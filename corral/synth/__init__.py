@@ -1,0 +1,1 @@
+"""Data made by models: preference pairs from graded samples (more rungs to come)."""

@@ -1,0 +1,1 @@
+"""THE training loop, its batch sources (dataset, rollouts) and advantage estimators."""

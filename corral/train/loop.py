@@ -1,0 +1,399 @@
+"""THE training loop: AdamW, lr schedule, exact accumulation, clipping, mixed precision,
+eval hooks, atomic checkpoints and exact resume. It does not know which method it runs."""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from corral.core.config import TrainConfig
+from corral.core.errors import CorralError
+from corral.store.runs import RunStore
+
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
+class BatchSource(Protocol):
+    """Where batches come from (a dataset, or rollouts). `micro_batches(step)` must depend only
+    on the step and the source's state, so a resumed run sees exactly the same batches.
+    Optional `tokens_per_epoch` / `sequences_per_epoch` let `plan` report the effective batch.
+    """
+
+    steps_per_epoch: int  # optimizer steps per epoch, grad_accum already accounted for
+
+    def micro_batches(self, step: int) -> list: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class DatasetSource(BatchSource):
+    """A fixed list of batches, reshuffled every epoch.
+
+    Epoch e visits the batches in `torch.randperm(n, generator=manual_seed(seed + e))`; optimizer
+    step k (0-based, counted across epochs) takes `order[(k % spe) * grad_accum:][:grad_accum]`.
+    When n is not a multiple of grad_accum, the last step of each epoch keeps the remainder
+    (fewer micro-batches): the loop divides by the summed weight, so it is still an exact mean,
+    over fewer tokens, and no batch is dropped or seen twice in an epoch.
+    """
+
+    def __init__(self, batches: list, grad_accum: int = 1, seed: int = 0):
+        if not batches:
+            raise CorralError("the training data produced no batches; check data.train "
+                              "(is it empty?) and data.max_length")
+        if grad_accum < 1:
+            raise CorralError(f"train.grad_accum={grad_accum} must be at least 1")
+        self.batches, self.grad_accum, self.seed = list(batches), grad_accum, seed
+        self.steps_per_epoch = math.ceil(len(self.batches) / grad_accum)
+        self.tokens_per_epoch = sum(int(getattr(b, "n_tokens", 0)) for b in self.batches) or None
+        seqs = [getattr(b, "seq_lens", None) for b in self.batches]
+        self.sequences_per_epoch = (sum(len(s) for s in seqs)
+                                    if all(s is not None for s in seqs) else None)
+        self._cached = (-1, None)
+
+    def order(self, epoch: int) -> list[int]:
+        if self._cached[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._cached = (epoch, torch.randperm(len(self.batches), generator=g).tolist())
+        return self._cached[1]
+
+    def micro_batches(self, step: int) -> list:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        picked = self.order(epoch)[k * self.grad_accum:(k + 1) * self.grad_accum]
+        return [self.batches[i] for i in picked]
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "grad_accum": self.grad_accum, "n_batches": len(self.batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        # Batches are a pure function of (step, these numbers); if they changed, a resume
+        # would silently train on a different order.
+        if state != self.state_dict():
+            raise CorralError(f"the checkpoint was made with {state}, this run has "
+                              f"{self.state_dict()}; the data, train.batch_tokens, "
+                              "train.grad_accum or train.seed changed, so start a new run.name")
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.schedule in SCHEDULES, f"train.schedule={cfg.schedule!r} is not one of {SCHEDULES}"),
+        (cfg.mixed_precision in PRECISIONS,
+         f"train.mixed_precision={cfg.mixed_precision!r} is not one of {PRECISIONS}"),
+        (cfg.max_steps > 0 or cfg.epochs > 0, "train.epochs must be > 0 (or train.max_steps)"),
+        (0 <= cfg.warmup_ratio <= 1, f"train.warmup_ratio={cfg.warmup_ratio} must be in [0, 1]"),
+        (cfg.lr > 0 and cfg.max_grad_norm >= 0, "train.lr must be > 0, max_grad_norm >= 0"),
+        (cfg.log_every >= 1 and min(cfg.eval_every, cfg.save_every) >= 0,
+         "train.log_every must be >= 1, train.eval_every and save_every >= 0"),
+    ]
+    problems = [message for ok, message in checks if not ok]
+    if problems:
+        raise CorralError("; ".join(problems))
+
+
+def plan(cfg: TrainConfig, source) -> dict:
+    """The derived numbers of a run (steps, warmup, effective batch) for the CLI to print."""
+    _check_config(cfg)
+    spe = int(source.steps_per_epoch)
+    if spe < 1:
+        raise CorralError("the batch source has no steps; check data.train is not empty")
+    # round() first: 0.3 * 10 is 3.0000000000000004 in floating point, not 4 steps.
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(round(cfg.epochs * spe, 6))
+    numbers = {
+        "steps_per_epoch": spe, "total_steps": total, "epochs": total / spe,
+        "warmup_steps": math.ceil(round(cfg.warmup_ratio * total, 6)),
+        "grad_accum": getattr(source, "grad_accum", cfg.grad_accum),
+    }
+    for what in ("tokens", "sequences"):
+        per_epoch = getattr(source, f"{what}_per_epoch", None)
+        if per_epoch:
+            numbers[f"{what}_per_epoch"] = per_epoch
+            numbers[f"{what}_per_step"] = per_epoch / spe  # the effective batch
+            numbers[f"{what}_total"] = round(per_epoch * total / spe)
+    return numbers
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of train.lr for optimizer step `step` (0-based): linear warmup reaching 1 at
+    step warmup-1 (the first step is not wasted at lr 0), then cosine/linear decay towards 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def trainable_parameters(policy) -> tuple[list, list[str]]:
+    """The policy's trainable parameters (tied ones once) and their names in policy.model."""
+    params = list({id(p): p for p in policy.trainable_parameters()}.values())
+    if not params:
+        raise CorralError("the policy has no trainable parameters; enable lora or full "
+                          "fine-tuning (lora.enabled=false)")
+    model = getattr(policy, "model", None)
+    name_of = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+    return params, [name_of.get(id(p), f"param.{i}") for i, p in enumerate(params)]
+
+
+def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (biases and norm gains are not shrunk to 0)."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    fused = all(p.is_cuda for p in params)  # one kernel per step instead of one per tensor
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
+
+
+def _precision(mode: str, device: torch.device, params: list):
+    """(autocast context factory, GradScaler or None) for train.mixed_precision."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": None}.get(mode)
+    if mode == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if cuda_bf16 else None
+    if dtype is None:
+        return contextlib.nullcontext, None
+    if dtype == torch.float16 and any(p.dtype == torch.float16 for p in params):
+        raise CorralError("train.mixed_precision=fp16 needs float32 trainable weights; set "
+                          "model.dtype=float32 or train.mixed_precision=bf16")
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def _seed(cfg: TrainConfig) -> Callable[[], None]:
+    """Seed python and torch; returns a function that restores the determinism flags."""
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    was = (torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return lambda: torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_trainable_state(policy, ckpt_dir) -> None:
+    """Copy `trainable.pt` (the trainable tensors, LoRA or full) back into the live model."""
+    params, names = trainable_parameters(policy)
+    saved = torch.load(Path(ckpt_dir) / "trainable.pt", map_location="cpu", weights_only=True)
+    shapes = [tuple(t.shape) for t in saved["tensors"]]
+    if saved["names"] != names or shapes != [tuple(p.shape) for p in params]:
+        raise CorralError(f"checkpoint {ckpt_dir} holds other trainable parameters than this "
+                          "model (lora or model settings changed); start a new run.name")
+    with torch.no_grad():
+        for p, t in zip(params, saved["tensors"]):
+            p.copy_(t)
+
+
+def _new_totals() -> dict:
+    return {"tokens": 0, "elapsed_s": 0.0, "last": {}, "eval": {},
+            "window": {"steps": 0, "loss": 0.0, "grad_norm": 0.0, "tokens": 0,
+                       "seconds": 0.0, "metrics": {}}}
+
+
+def _window_metrics(totals: dict, lr: float, epoch: float) -> dict:
+    """Means over the steps since the last log (objective metrics first: ours win a clash)."""
+    w = totals["window"]
+    n = max(1, w["steps"])
+    metrics = {k: v / n for k, v in w["metrics"].items()}
+    metrics.update(loss=w["loss"] / n, lr=lr, grad_norm=w["grad_norm"] / n,
+                   tokens_per_s=w["tokens"] / max(w["seconds"], 1e-9), tokens=totals["tokens"],
+                   epoch=epoch, elapsed_s=totals["elapsed_s"])
+    totals["window"], totals["last"] = _new_totals()["window"], dict(metrics)
+    return metrics
+
+
+def _evaluate(evaluator, policy, step: int) -> dict:
+    policy.model.eval()
+    try:
+        with torch.no_grad():
+            metrics = evaluator(policy, step) or {}
+    finally:
+        policy.model.train()
+    return {k if k.startswith("eval/") else f"eval/{k}": v for k, v in metrics.items()}
+
+
+def _backward(policy, objective, micro: list, device, autocast, scaler):
+    """Backpropagate one optimizer step's micro-batches, each as loss_sum / W; returns
+    (loss_sum / W as a tensor, {metric: sum / W}, n_tokens)."""
+    weight = sum(float(objective.weight(b)) for b in micro)
+    weight = weight if weight > 0 else 1.0  # nothing to learn from: avoid 0/0
+    loss_sum, metric_sums, n_tokens = torch.zeros((), device=device), {}, 0
+    for batch in micro:
+        n_tokens += int(getattr(batch, "n_tokens", 0))
+        with autocast():
+            part, part_metrics = objective(policy, batch.to(device))
+        scaled = part / weight
+        (scaler.scale(scaled) if scaler else scaled).backward()
+        loss_sum += part.detach().float()
+        for k, v in part_metrics.items():  # tensors stay on the device: no sync per batch
+            v = v.detach().float() if torch.is_tensor(v) else float(v)
+            metric_sums[k] = metric_sums.get(k, 0.0) + v
+    return loss_sum / weight, {k: v / weight for k, v in metric_sums.items()}, n_tokens
+
+
+def _record(totals: dict, loss: float, norm: float, metrics: dict, n_tokens: int,
+            seconds: float) -> None:
+    w = totals["window"]
+    w["steps"] += 1
+    w["loss"] += loss
+    w["grad_norm"] += norm if math.isfinite(norm) else 0.0  # an fp16 overflow step
+    w["tokens"] += n_tokens
+    w["seconds"] += seconds
+    for k, v in metrics.items():
+        w["metrics"][k] = w["metrics"].get(k, 0.0) + v
+    totals["tokens"] += n_tokens
+
+
+def _save(store, step, policy, params, names, optimizer, scheduler, scaler, source, totals):
+    state = {"step": step, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(),
+             "scaler": scaler.state_dict() if scaler else None,
+             "rng": _rng_state(), "source": source.state_dict(), "totals": totals}
+
+    def writer(d: Path) -> None:
+        policy.save(d / "model")  # so every checkpoint is also a loadable model
+        torch.save({"names": names, "tensors": [p.detach().cpu() for p in params]},
+                   d / "trainable.pt")
+        torch.save(state, d / "trainer.pt")
+    store.save_checkpoint(step, writer)
+
+
+def _restore(store, policy, optimizer, scheduler, scaler, source, load_model_state):
+    """Load the latest checkpoint into the live objects; returns (step, totals)."""
+    latest = store.latest_checkpoint()
+    if latest is None:  # died before its first checkpoint: start over
+        return 0, _new_totals()
+    step, ckpt = latest
+    (load_model_state or load_trainable_state)(policy, ckpt)
+    state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    source.load_state_dict(state["source"])
+    _set_rng_state(state["rng"])
+    return step, state["totals"]
+
+
+def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evaluator=None,
+          resume: bool = False, on_log=None, load_model_state=None) -> dict:
+    """Run `plan(cfg, source)["total_steps"]` optimizer steps; returns the final metrics.
+
+    Per step, W = sum of objective.weight(b) over its micro-batches and each micro-batch
+    backpropagates loss_sum / W, so splitting a step into micro-batches changes nothing.
+    `evaluator(policy, step) -> dict` runs every eval_every steps and at the end;
+    `on_log(step, metrics)` sees every metrics row; `load_model_state(policy, ckpt_dir)`
+    replaces the default weight restore (`load_trainable_state`) on resume.
+    """
+    numbers = plan(cfg, source)
+    total, spe, warmup = numbers["total_steps"], numbers["steps_per_epoch"], numbers["warmup_steps"]
+    params, names = trainable_parameters(policy)
+    device = torch.device(getattr(policy, "device", None) or params[0].device)
+    restore_flags = _seed(cfg)
+    optimizer = make_optimizer(params, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, warmup, cfg.schedule))
+    autocast, scaler = _precision(cfg.mixed_precision, device, params)
+    max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+    start, totals = 0, _new_totals()
+    if resume:
+        start, totals = _restore(store, policy, optimizer, scheduler, scaler, source,
+                                 load_model_state)
+        store.truncate_metrics(after_step=start)  # rows logged after the checkpoint are redone
+
+    policy.model.train()
+    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+               disable=not (cfg.progress and sys.stderr.isatty()))
+    session_start, elapsed_before = time.perf_counter(), totals["elapsed_s"]
+    try:
+        for step in range(start + 1, total + 1):  # `step` = optimizer steps done after this one
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss, metrics, n_tokens = _backward(policy, objective, source.micro_batches(step - 1),
+                                                device, autocast, scaler)
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            # One device sync per step for the loss, grad norm (the guard needs both) and metrics.
+            keys = list(metrics)
+            loss, norm, *values = torch.stack([loss, grad_norm.float()] + [
+                torch.as_tensor(metrics[k], dtype=torch.float32, device=device) for k in keys
+            ]).tolist()
+            metrics = dict(zip(keys, values))
+            _check_finite(step, loss, norm, scaler, store)
+            lr = scheduler.get_last_lr()[0]
+            _update(optimizer, scheduler, scaler)
+            _record(totals, loss, norm, metrics, n_tokens, time.perf_counter() - t0)
+            totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
+
+            row = {}
+            if step % cfg.log_every == 0 or step == total:
+                row = _window_metrics(totals, lr, epoch=step / spe)
+                bar.set_postfix(loss=f"{row['loss']:.4g}", tok_s=f"{row['tokens_per_s']:.0f}")
+            if evaluator is not None and (step == total or
+                                          (cfg.eval_every and step % cfg.eval_every == 0)):
+                totals["eval"] = _evaluate(evaluator, policy, step)
+                row.update(totals["eval"])
+            if row:
+                store.append_metrics(step, row)
+                if on_log is not None:
+                    on_log(step, row)
+            bar.update(1)
+            # Saved last, so the RNG state in it is the one the next step starts from.
+            if step == total or (cfg.save_every and step % cfg.save_every == 0):
+                _save(store, step, policy, params, names, optimizer, scheduler, scaler,
+                      source, totals)
+    finally:
+        bar.close()
+        restore_flags()
+    store.save_final(lambda d: policy.save(d))
+    return {**totals["last"], **totals["eval"], "step": max(start, total),
+            "tokens": totals["tokens"], "elapsed_s": totals["elapsed_s"]}
+
+
+def _update(optimizer, scheduler, scaler) -> None:
+    if scaler is None:
+        optimizer.step()
+        scheduler.step()
+        return
+    scaler.step(optimizer)  # skips the update when the unscaled grads overflowed
+    scaler.update()
+    with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
+        warnings.simplefilter("ignore", UserWarning)
+        scheduler.step()
+
+
+def _check_finite(step: int, loss: float, norm: float, scaler, store: RunStore) -> None:
+    """Stop before a non-finite update; fp16 overflows are routine and GradScaler skips them."""
+    if math.isfinite(loss) and (math.isfinite(norm) or scaler is not None):
+        return
+    latest = store.latest_checkpoint()
+    where = (f"the last good checkpoint is step {latest[0]} in {latest[1]}" if latest else
+             "no checkpoint was saved yet (train.save_every keeps some along the way)")
+    what = f"loss is {loss}" if not math.isfinite(loss) else f"grad norm is {norm}"
+    raise CorralError(f"step {step}: {what}; {where}; lower train.lr or check the data")
