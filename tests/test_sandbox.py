@@ -1,11 +1,16 @@
-"""The python-grader sandbox: no network, no secrets, limits enforced, one process per batch."""
+"""The python-grader sandbox: no network, no secrets, limits enforced, one process per batch;
+without a sandbox, refused unless opted in. The escapes are in test_sandbox_escapes.py."""
+import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from corral.graders import sandbox
 from corral.graders.sandbox import run_python_grader
 
 
@@ -153,3 +158,108 @@ def test_one_process_for_a_batch():
 
 def test_empty_batch():
     assert run_python_grader("def grade(s, i):\n    return 1", []) == []
+
+
+# ---------------------------------------------------------------- no sandbox: refuse or opt in
+@pytest.fixture
+def no_sandbox(monkeypatch):
+    """The probe reports the sandbox unavailable; no opt-in from this test's environment."""
+    monkeypatch.setattr(sandbox, "_status", (False, "probe says no (test)"))
+    monkeypatch.setattr(sandbox, "_allow", None)
+    monkeypatch.setattr(sandbox, "_warned", False)
+    monkeypatch.delenv(sandbox.ALLOW_ENV, raising=False)
+
+
+def test_refused_without_a_sandbox(no_sandbox):
+    with pytest.raises(sandbox.SandboxUnavailable) as caught:
+        one("def grade(sample, item):\n    return 1.0")
+    message = str(caught.value)
+    assert "probe says no (test)" in message and sandbox.ALLOW_ENV in message
+    assert "--allow-unsandboxed-graders" in message
+    assert run_python_grader("def grade(s, i):\n    return 1", []) == []  # nothing to run
+
+
+@pytest.mark.parametrize("how", ["env", "call"])
+def test_opt_in_runs_unsandboxed_and_warns_once(no_sandbox, monkeypatch, capsys, how):
+    if how == "env":
+        monkeypatch.setenv(sandbox.ALLOW_ENV, "1")
+    else:
+        sandbox.allow_unsandboxed(True)
+    info = {}
+    assert one("def grade(sample, item):\n    return 1.0", info=info) == (1.0, None)
+    assert one("def grade(sample, item):\n    return 0.5") == (0.5, None)
+    assert info["sandbox"] == "none" and info["startup_s"] > 0
+    assert capsys.readouterr().err.count("UNSANDBOXED") == 1
+
+
+def test_opt_out_call_beats_the_environment(no_sandbox, monkeypatch):
+    monkeypatch.setenv(sandbox.ALLOW_ENV, "1")
+    sandbox.allow_unsandboxed(False)
+    with pytest.raises(sandbox.SandboxUnavailable):
+        one("def grade(sample, item):\n    return 1.0")
+
+
+def test_probe_without_bwrap(monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    ok, why = sandbox._probe()
+    assert not ok and "not installed" in why
+
+
+def test_probe_with_a_broken_bwrap(monkeypatch, tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: str(fake))
+    ok, why = sandbox._probe()
+    assert not ok and "No permissions to create new namespace" in why
+
+
+@pytest.mark.skipif(not sandbox.sandbox_status()[0], reason="no sandbox on this host")
+def test_sandbox_used_where_available():
+    assert sandbox.require_sandbox() is True
+    info = {}
+    one("def grade(sample, item):\n    return 1.0", info=info)
+    assert info["sandbox"] == "bwrap"
+
+
+# ---------------------------------------------------------------- as a non-root user
+_AS_USER = r'''
+import json, sys
+namespace = {"__name__": "sandbox_as_user"}
+exec(compile(sys.stdin.read(), "sandbox.py", "exec"), namespace)
+run, status = namespace["run_python_grader"], namespace["sandbox_status"]
+checks = {
+    "uid": "import os\ndef grade(s, i):\n    return float(os.getuid())",
+    "pid": "import os\ndef grade(s, i):\n    return float(os.getpid())",
+    "write": "def grade(s, i):\n    open('/escape', 'w')\n    return 1.0",
+    "fork_bomb": "import os\ndef grade(s, i):\n    while True:\n        os.fork()",
+    "userns": ("import ctypes\ndef grade(s, i):\n"
+               "    return float(ctypes.CDLL(None, use_errno=True).unshare(0x10000000))"),
+}
+out = {"status": status()}
+for name, source in checks.items():
+    out[name] = run(source, [({}, {})], timeout_s=10, max_processes=16)[0]
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3")
+                    or not sandbox.sandbox_status()[0],
+                    reason="needs root (to become another user), /usr/bin/python3 and bwrap")
+def test_unprivileged_user_gets_the_same_sandbox():
+    """A user without root: bwrap makes an unprivileged user namespace; RLIMIT_NPROC holds since
+    the kernel uid is not 0, and no further user namespace can be made (bwrap --disable-userns)."""
+    done = subprocess.run(
+        ["/usr/bin/python3", "-I", "-c", _AS_USER], input=Path(sandbox.__file__).read_text(),
+        capture_output=True, text=True, user=65534, group=65534, extra_groups=[],
+        env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=60)
+    if "user namespace" in done.stdout and '"status": [false' in done.stdout:
+        pytest.skip(f"no unprivileged user namespaces here: {done.stdout}")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"][0] and "unprivileged" in out["status"][1]
+    assert out["uid"] == [65534.0, None]  # the user's own uid, mapped 1:1
+    assert out["pid"][0] < 10
+    assert out["write"][0] == 0.0 and "Read-only file system" in out["write"][1]
+    assert out["fork_bomb"][0] == 0.0 and "BlockingIOError" in out["fork_bomb"][1]
+    assert out["userns"] == [-1.0, None]  # unshare(CLONE_NEWUSER) failed

@@ -1,37 +1,70 @@
-"""Runs untrusted `python` grader source in a separate, limited process, one process per batch.
+"""Runs untrusted `python` grader source in a sandbox, one sandbox (one process tree) per batch.
 
-Isolation: `python -I`, an empty scratch working dir, no inherited environment, memory/CPU/file
-rlimits, no network (a new network namespace where the kernel allows it, and sockets disabled
-in Python either way), a per-sample wall-clock timeout that kills the whole process group.
-Not isolated: the filesystem (the child runs as the same user) and other processes.
+The sandbox is bubblewrap (`bwrap`): a private mount namespace whose root is an empty read-only
+tmpfs holding read-only binds of /usr (and the /bin, /lib* links), the interpreter's prefixes and
+site-packages, and /etc/ld.so.cache; a size-limited tmpfs scratch folder at /tmp (the working
+directory and HOME); a fresh /proc of its own PID namespace; a minimal /dev. It also gets new
+network, IPC, UTS and cgroup namespaces, no inherited environment or file descriptors, and a new
+session. Inside, the child sets rlimits (address space, file size, CPU seconds, process count,
+no core dumps), runs under a non-root kernel uid (so RLIMIT_NPROC is enforced), installs a
+seccomp filter that refuses new user namespaces, and replaces Python's socket functions.
+A per-sample wall-clock timeout kills the sandbox; killing bwrap kills its whole PID namespace.
+
+Where bwrap is missing or cannot make the namespaces, python graders are refused (raising
+SandboxUnavailable) unless the user opts in with `allow_unsandboxed(True)` or the environment
+variable CORRAL_ALLOW_UNSANDBOXED_GRADERS=1; then they run in the old, weaker child process
+(`python -I`, empty environment, rlimits, network namespace if root) after one loud warning.
+See docs/evaluation.md, "Python grader sandbox", for what is and is not isolated.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import selectors
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # Reasons start with one of these words, so callers can tell a slow grader from a crashed one.
 TIMEOUT, KILLED, ERROR = "timeout", "killed", "error"
 
+ALLOW_ENV = "CORRAL_ALLOW_UNSANDBOXED_GRADERS"
+SCRATCH_MB, MAX_PROCESSES = 1024, 64  # OpenAI: 1 GB of disk
+_SHM_BYTES = 16 << 20  # /dev/shm, a second small tmpfs (multiprocessing wants one)
+_MAX_LINE = 1 << 20  # a result line longer than this is not a result: the sandbox is killed
+
+
+class SandboxUnavailable(RuntimeError):
+    """Python graders cannot be isolated on this host and the user has not opted out of it."""
+
+
 # The child's program. It takes {"source", "pairs", limits} as JSON on stdin and writes one JSON
 # line per sample to the original stdout; user prints go to stderr so they cannot corrupt that.
 _CHILD = r'''
-import ctypes, json, math, numbers, os, resource, sys, traceback
+import ctypes, json, math, numbers, os, platform, resource, struct, sys, traceback
 
-def limit(memory_mb, cpu_s):
+def limit(memory_mb, cpu_s, nproc):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     size = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (size, size))
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     if cpu_s:  # SIGXCPU at the soft limit; the hard one (SIGKILL) only if that is caught
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    if nproc:  # processes and threads of this uid; the kernel ignores it for uid 0
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+
+def become(uid):
+    """Root inside bwrap drops to a fresh non-root uid: no capabilities, RLIMIT_NPROC enforced."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: own /proc/self
 
 def cut_network():
     try:  # a fresh network namespace has no interfaces up: works as root, else fails quietly
@@ -51,15 +84,48 @@ def cut_network():
             if hasattr(module, name):
                 setattr(module, name, refuse)
 
+def no_user_namespaces():
+    """seccomp: unshare/clone with CLONE_NEWUSER and setns fail with EPERM, clone3 with ENOSYS
+    (libc then uses clone), other ABIs kill. Without it a grader could map itself root in a new
+    user namespace and mount a tmpfs without a size limit."""
+    arch = {"x86_64": (0xC000003E, 272, 56, 435, 308),
+            "aarch64": (0xC00000B7, 97, 220, 435, 268)}.get(platform.machine())
+    if arch is None:
+        return False
+    audit, unshare, clone, clone3, setns = arch
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, eperm, enosys, kill = 0x7FFF0000, 0x50001, 0x50026, 0x80000000
+    program = [(ld, 0, 0, 4), (jeq, 1, 0, audit), (ret, 0, 0, kill), (ld, 0, 0, 0),
+               (jge, 0, 1, 0x40000000), (ret, 0, 0, eperm), (jeq, 0, 1, clone3),
+               (ret, 0, 0, enosys), (jeq, 0, 1, setns), (ret, 0, 0, eperm),
+               (jeq, 1, 0, unshare), (jeq, 0, 3, clone), (ld, 0, 0, 16),
+               (jset, 0, 1, 0x10000000), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    code = b"".join(struct.pack("HBBI", *op) for op in program)
+    buffer = ctypes.create_string_buffer(code)
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    prog = Prog(len(program), ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    if libc.prctl(38, 1, None, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):
+        raise OSError(ctypes.get_errno(), "cannot install the seccomp filter")
+    return True
+
 def main():
     job = json.loads(sys.stdin.buffer.read())
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    limit(job["memory_mb"], job["cpu_s"])
+    limit(job["memory_mb"], job["cpu_s"], job["nproc"])
+    if job["uid"] is not None:
+        become(job["uid"])
     cut_network()
+    if job["seccomp"] and not no_user_namespaces():
+        raise SystemExit(f"no seccomp filter for the {platform.machine()} architecture")
     def emit(record):
         out.write(json.dumps(record) + "\n")
         out.flush()
+    emit({"ready": True})
     namespace = {"__name__": "__grader__"}
     try:
         exec(compile(job["source"], "<grader>", "exec"), namespace)
@@ -87,25 +153,135 @@ main()
 '''
 
 
+# ---------------------------------------------------------------- opting out, probing
+_lock = threading.Lock()
+_allow: bool | None = None  # None: the environment variable decides
+_status: tuple[bool, str] | None = None  # (sandboxed, what the probe found), probed once
+_warned = False
+
+
+def allow_unsandboxed(allow: bool = True) -> None:
+    """Let python graders run without the sandbox where it is unavailable (the CLI's
+    --allow-unsandboxed-graders). Where the sandbox works it is used regardless."""
+    global _allow
+    _allow = bool(allow)
+
+
+def unsandboxed_allowed() -> bool:
+    if _allow is not None:
+        return _allow
+    return os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def sandbox_status(refresh: bool = False) -> tuple[bool, str]:
+    """(True, "bwrap X ...") when graders can be isolated here, else (False, why not)."""
+    global _status
+    with _lock:
+        if _status is None or refresh:
+            _status = _probe()
+        return _status
+
+
+def require_sandbox() -> bool:
+    """Raise SandboxUnavailable if python graders cannot run (no sandbox, no opt-in); True when
+    they will be sandboxed. Warns once on stderr when they will run unsandboxed."""
+    global _warned
+    ok, why = sandbox_status()
+    if ok:
+        return True
+    if not unsandboxed_allowed():
+        raise SandboxUnavailable(
+            f"python graders cannot be sandboxed on this host: {why}. Install bubblewrap "
+            "(Debian/Ubuntu: apt-get install bubblewrap) on a kernel that allows namespaces, or "
+            f"run them unsandboxed with --allow-unsandboxed-graders or {ALLOW_ENV}=1 (the grader "
+            "code can then read and write your files and see your processes)")
+    if not _warned:
+        _warned = True
+        print(f"corral: WARNING: python graders run UNSANDBOXED ({why}); their code can read and "
+              "write your files and see your processes", file=sys.stderr, flush=True)
+    return False
+
+
+_PROBE = '''
+import os
+def grade(sample, item):
+    assert os.getpid() < 10, f"not in a PID namespace (pid {os.getpid()})"
+    assert os.getuid() != 0 and os.geteuid() != 0, "still uid 0"
+    try:
+        open("/corral-probe", "w")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the root is writable")
+    assert not os.path.exists("/etc/passwd"), "the host's /etc is visible"
+    return 1.0
+'''
+
+
+def _probe() -> tuple[bool, str]:
+    """Run one real sandbox with a grader that checks it; the whole machinery or nothing."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False, "bubblewrap (bwrap) is not installed"
+    try:
+        version = subprocess.run([bwrap, "--version"], capture_output=True, text=True,
+                                 timeout=10, env={}).stdout.strip()
+        (value, reason), = _run(_PROBE, [({}, {})], 30, 256, 10, SCRATCH_MB, MAX_PROCESSES,
+                                bwrap, {})
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"bwrap failed to start: {exc}"
+    if reason is not None:
+        return False, f"{bwrap} ({version or 'unknown version'}) failed the probe: {reason}"
+    mode = "root, grader uid dropped" if os.geteuid() == 0 else "unprivileged user namespace"
+    return True, f"{version or 'bwrap'} at {bwrap} ({mode})"
+
+
+# ---------------------------------------------------------------- running a batch
 def run_python_grader(source: str, pairs: list[tuple[dict, dict]], timeout_s: float = 120,
-                      memory_mb: int = 2048, cpu_s: int | None = None
-                      ) -> list[tuple[float, str | None]]:
-    """Call `grade(sample, item)` from `source` on every (item, sample) pair in one child process.
+                      memory_mb: int = 2048, cpu_s: int | None = None, *,
+                      scratch_mb: int = SCRATCH_MB, max_processes: int = MAX_PROCESSES,
+                      info: dict | None = None) -> list[tuple[float, str | None]]:
+    """Call `grade(sample, item)` from `source` on every (item, sample) pair in one sandbox.
 
     Returns (value, None) per pair, or (0.0, reason) when that sample raised, returned a
-    non-number, or never ran because the process was killed. `timeout_s` bounds the start-up
-    and each sample in wall-clock time; `memory_mb` caps the address space; `cpu_s` the total
-    CPU seconds of the batch.
+    non-number, or never ran because the sandbox was killed. `timeout_s` bounds the start-up
+    and each sample in wall-clock time; `memory_mb` caps each process's address space; `cpu_s`
+    the CPU seconds of each process; `scratch_mb` the writable /tmp; `max_processes` the
+    processes and threads. `info`, when given, receives {"sandbox": "bwrap" or "none",
+    "startup_s": seconds from launch until the sandbox was ready to load the source}.
+    Raises SandboxUnavailable when there is no sandbox and no opt-in (see require_sandbox).
     """
     if not pairs:
         return []
-    job = json.dumps({"source": source, "pairs": [[item, sample] for item, sample in pairs],
-                      "memory_mb": int(memory_mb), "cpu_s": cpu_s}, default=str).encode()
-    scratch = tempfile.mkdtemp(prefix="corral-grader-")
+    bwrap = shutil.which("bwrap") if require_sandbox() else None
+    return _run(source, pairs, timeout_s, memory_mb, cpu_s, scratch_mb, max_processes, bwrap,
+                info if info is not None else {})
+
+
+def _run(source, pairs, timeout_s, memory_mb, cpu_s, scratch_mb, max_processes, bwrap, info):
+    root = os.geteuid() == 0
+    job = json.dumps({
+        "source": source, "pairs": [[item, sample] for item, sample in pairs],
+        "memory_mb": int(memory_mb), "cpu_s": cpu_s,
+        # unsandboxed, RLIMIT_NPROC would count every process of the user's: left unset there
+        "nproc": int(max_processes) if bwrap else None,
+        # a uid of its own per batch: nothing else runs as it, so it owns nothing and its
+        # process count is this sandbox's alone
+        "uid": 2_000_000_000 + secrets.randbelow(100_000_000) if bwrap and root else None,
+        "seccomp": bool(bwrap)}, default=str).encode()
+    scratch = None
+    if bwrap:
+        argv, env, cwd = _bwrap_argv(bwrap, root, int(scratch_mb) << 20), {}, "/"
+    else:
+        scratch = tempfile.mkdtemp(prefix="corral-grader-")
+        argv = [sys.executable, "-I", "-c", _CHILD]
+        env, cwd = {"HOME": scratch, "TMPDIR": scratch}, scratch  # nothing of the parent's
+    info.update(sandbox="bwrap" if bwrap else "none", startup_s=None)
     try:
-        records, failure = _run_child(job, scratch, timeout_s)
+        records, failure = _run_child(argv, env, cwd, job, timeout_s, len(pairs), info)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     results = []
     for i in range(len(pairs)):
         record = records.get(i)
@@ -118,16 +294,78 @@ def run_python_grader(source: str, pairs: list[tuple[dict, dict]], timeout_s: fl
     return results
 
 
-def _run_child(job: bytes, scratch: str, timeout_s: float) -> tuple[dict[int, dict], str]:
+def _python_paths() -> list[str]:
+    """What the interpreter needs: its prefixes and site-packages (a venv and its base)."""
+    paths = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), *site.getsitepackages()]
+    return [p for p in dict.fromkeys(os.path.abspath(p) for p in paths) if os.path.isdir(p)]
+
+
+def _bwrap_argv(bwrap: str, root: bool, scratch_bytes: int) -> list[str]:
+    argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "grader", "--die-with-parent", "--new-session",
+            "--clearenv", "--cap-drop", "ALL"]
+    if root:  # kernel uid 0 in any user namespace skips RLIMIT_NPROC: the child drops to another
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:  # unprivileged: a user namespace, in which no further one may be made
+        argv += ["--unshare-user", "--disable-userns"]
+    bound: list[str] = []
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+            bound.append(top)
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+            bound.append(top)
+    created: set[str] = set()
+    for path in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"):  # of /etc, only these
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+            created.add("/etc")
+    for path in sorted(_python_paths(), key=len):
+        if any(path == b or path.startswith(b.rstrip("/") + "/") for b in bound):
+            continue
+        argv += ["--ro-bind", path, path]
+        bound.append(path)
+        parent = os.path.dirname(path)
+        while parent != "/":
+            created.add(parent)
+            parent = os.path.dirname(parent)
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(scratch_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+             "--size", str(_SHM_BYTES), "--perms", "1777", "--tmpfs", "/dev/shm"]
+    for parent in sorted(created - set(bound)):  # bwrap makes these 0700; the uid must pass
+        argv += ["--chmod", "0755", parent]
+    argv += ["--remount-ro", "/", "--chdir", "/tmp",
+             "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        argv += ["--setenv", name, "1"]  # thread pools count against the process limit
+    return argv + ["--", sys.executable, "-I", "-c", _CHILD]
+
+
+def _valid(record, n: int) -> bool:
+    """A result line for sample i < n: a finite float value or a string error."""
+    if not isinstance(record, dict) or type(record.get("i")) is not int:
+        return False
+    if not 0 <= record["i"] < n:
+        return False
+    value = record.get("value")
+    if isinstance(value, float) and value - value == 0:  # finite
+        return True
+    return value is None and isinstance(record.get("error"), str)
+
+
+def _run_child(argv, env, cwd, job: bytes, timeout_s: float, n: int, info: dict
+               ) -> tuple[dict[int, dict], str]:
     """Run the child, collecting result lines as they come; the deadline moves with each one."""
+    launched = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-c", _CHILD], cwd=scratch,
-        env={"HOME": scratch, "TMPDIR": scratch},  # nothing of the parent's environment
+        argv, cwd=cwd, env=env,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True)  # its own process group, so the kill reaches its children too
     records: dict[int, dict] = {}
     stderr_tail, pending = b"", b""
-    timed_out = False
+    timed_out = overlong = False
     try:
         proc.stdin.write(job)
         proc.stdin.close()
@@ -137,7 +375,7 @@ def _run_child(job: bytes, scratch: str, timeout_s: float) -> tuple[dict[int, di
     selector.register(proc.stdout, selectors.EVENT_READ)
     selector.register(proc.stderr, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s
-    while selector.get_map():
+    while selector.get_map() and not overlong:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = True
@@ -153,17 +391,26 @@ def _run_child(job: bytes, scratch: str, timeout_s: float) -> tuple[dict[int, di
                 for line in lines:
                     try:
                         record = json.loads(line)
-                        records[int(record["i"])] = record
-                    except (ValueError, KeyError, TypeError):
-                        pass  # not a result line; the sample stays without a result
+                    except ValueError:
+                        continue  # not a result line; the sample stays without a result
+                    if info.get("startup_s") is None and record == {"ready": True}:
+                        info["startup_s"] = time.perf_counter() - launched
+                    elif _valid(record, n):
+                        records.setdefault(record["i"], record)
                 if lines:
                     deadline = time.monotonic() + timeout_s
+                overlong = len(pending) > _MAX_LINE
     selector.close()
     _kill_group(proc)
-    return records, _failure_reason(proc, timed_out, timeout_s, stderr_tail)
+    if overlong:
+        return records, f"{KILLED}: the python grader wrote over {_MAX_LINE} bytes on one line " \
+                        "of the result channel"
+    return records, _failure_reason(proc, timed_out, timeout_s, stderr_tail,
+                                    info.get("sandbox") == "bwrap")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL bwrap's group; bwrap's death (--die-with-parent) takes its PID namespace along."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -173,13 +420,18 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.stderr.close()
 
 
-def _failure_reason(proc, timed_out: bool, timeout_s: float, stderr_tail: bytes) -> str:
+def _failure_reason(proc, timed_out: bool, timeout_s: float, stderr_tail: bytes,
+                    via_bwrap: bool) -> str:
     """Why the samples without a result got none."""
     if timed_out:
         return f"{TIMEOUT}: the python grader ran past {timeout_s:g} s and was killed"
     tail = stderr_tail.decode("utf-8", "replace").strip()[-500:]
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
+    code = proc.returncode
+    if code < 0 or (via_bwrap and code > 128):  # bwrap reports a signal death as 128 + its number
+        try:
+            name = signal.Signals(-code if code < 0 else code - 128).name
+        except ValueError:
+            name = f"signal {code}"
         hint = " (CPU limit)" if name == "SIGXCPU" else " (likely the memory limit)"
         return f"{KILLED}: the python grader process died of {name}{hint}: {tail}".rstrip(": ")
-    return f"{KILLED}: the python grader process exited with code {proc.returncode}: {tail}"
+    return f"{KILLED}: the python grader process exited with code {code}: {tail}"
