@@ -61,7 +61,8 @@ def run_corral(spec: dict) -> dict:
     import torch
 
     from corral.core.config import load_config
-    from corral.methods.dpo import DPOConfig, prepare_pairs
+    from corral.methods.dpo import METHODS, DPOConfig
+    from corral.methods.runner import prepare
     from corral.store.runs import RunStore
     from corral.train.loop import DatasetSource, train
 
@@ -74,7 +75,8 @@ def run_corral(spec: dict) -> dict:
         f"train.max_steps={WARMUP + spec['steps'] + 1}", "train.mixed_precision='no'",
         f"train.seed={SEED}", "train.progress=false", f"run.root={spec['workdir']}",
         "run.name=corral"])
-    policy, objective, batches, _, _ = prepare_pairs(cfg)
+    setup, built = prepare(METHODS[0], cfg)
+    policy, objective, batches = setup.policy, built.objective, built.source.batches
     clock = StepClock(WARMUP)
     source = TimedSource(DatasetSource(batches, 1, SEED), clock)
     losses = {}

@@ -66,13 +66,14 @@ def run_corral(spec: dict) -> dict:
     os.environ.update(QUIET)
     import torch
 
-    from corral.core.config import LoraConfig, ModelConfig
-    from corral.model.policy import load_policy
     from corral.core.records import Item, Message
-    from corral.methods.rl import PolicyGradient, RLSection, RLTrainConfig
-    from corral.train.rollout import RolloutSource
+    from corral.core.sections import LoraConfig, ModelConfig
+    from corral.methods.rl import objective_for
+    from corral.methods.rl_config import RLConfig, RLSection, RLTrainConfig
+    from corral.model.policy import load_policy
     from corral.store.runs import RunStore
     from corral.train.loop import train
+    from corral.train.rollout import RolloutSource
 
     class Grader:
         def grade_batch(self, pairs):
@@ -92,7 +93,7 @@ def run_corral(spec: dict) -> dict:
                                        seed=SEED), clock)
     cfg = RLTrainConfig(lr=LR, max_steps=WARMUP + spec["steps"] + 1, mixed_precision="no",
                         progress=False, seed=SEED)
-    train(policy, PolicyGradient.from_config(rl), source, cfg,
+    train(policy, objective_for(RLConfig(rl=rl)), source, cfg,
           RunStore(spec["workdir"], "corral"))
     result = clock.summary()  # the last step is left open: it holds the final save
     result["notes"] = "fp32, KV-cached shared-prefix sampling, packed update, sampler log-probs"

@@ -111,10 +111,11 @@ def run_corral(spec: dict) -> dict:
     os.environ.update(QUIET)
     import torch
 
-    from corral.core.config import SFTConfig, load_config
-    from corral.data.batching import pack
+    from corral.core.config import load_config
+    from corral.core.sections import SFTConfig
+    from corral.methods.runner import prepare
+    from corral.methods.sft import METHOD
     from corral.objectives.sft import SFT
-    from corral.methods.sft import prepare
     from corral.store.runs import RunStore
     from corral.train.loop import DatasetSource, train
 
@@ -129,8 +130,8 @@ def run_corral(spec: dict) -> dict:
         f"train.max_steps={WARMUP + spec['steps'] + 1}", "train.grad_accum=1",
         "train.mixed_precision='no'", f"train.seed={SEED}", "train.progress=false",
         f"run.root={spec['workdir']}", "run.name=corral"])
-    policy, examples, _ = prepare(cfg)
-    batches = pack(examples, cfg.train.batch_tokens, shuffle_seed=cfg.train.seed)
+    setup, built = prepare(METHOD, cfg)
+    policy, batches = setup.policy, built.source.batches
     clock = StepClock(WARMUP)
     source = TimedSource(DatasetSource(batches, cfg.train.grad_accum, cfg.train.seed), clock)
     store = RunStore(cfg.run.root, cfg.run.name)

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import torch
 
-from corral.core.config import LoraConfig, ModelConfig, load_config
-from corral.methods.dpo import DPOConfig, KTOConfig, run_dpo, run_kto
+from corral.core.config import load_config
+from corral.core.io import atomic_write_text
+from corral.core.sections import LoraConfig, ModelConfig
 from corral.eval.evaluate import evaluate_task
 from corral.infer.engine import SamplingParams
-from corral.synth.pairs import make_pairs, write_pairs
+from corral.methods.dpo import DPOConfig, run_dpo
+from corral.methods.kto import KTOConfig, run_kto
 from corral.model.policy import load_policy
-from corral.store.runs import atomic_write_text
+from corral.synth.pairs import make_pairs, write_pairs
 from corral.tasks import get_task
 
 MODEL = "smollm2-135m-instruct"

@@ -15,7 +15,9 @@ import torch
 
 from corral.core.config import load_config
 from corral.data.batching import collate
-from corral.methods.rm import RewardObjective, RMConfig, heldout_metrics, pack_pairs, prepare, run_rm
+from corral.methods.rm import METHOD, RMConfig, run_rm
+from corral.methods.runner import heldout, prepare
+from corral.objectives.reward import RewardObjective
 from corral.store.runs import read_jsonl
 from corral.tasks.arithmetic import INSTRUCTION, make_rows
 
@@ -71,19 +73,20 @@ def main() -> None:
         f"train.lr={args.lr}", f"train.epochs={args.epochs}", "train.batch_tokens=1024",
         "train.warmup_ratio=0.1", "train.log_every=5", "train.progress=false", "lora.r=16",
         f"run.root={out}", f"run.name=rm-{time.strftime('%Y%m%d-%H%M%S')}"])
-    rm, _, val_pairs = prepare(cfg)
+    setup, built = prepare(METHOD, cfg)
+    rm = setup.policy
     # Masks mark the completion tokens, so the same pairs give the base LM's likelihoods.
     lm_acc = likelihood_accuracy(rm.policy, [
         tuple(_completion_masked(rm, p) for p in pair) for pair in _records(dev)]) \
         if args.lm_baseline else None
-    untrained = round(heldout_metrics(rm, RewardObjective(), pack_pairs(val_pairs, 1024))[
-        "accuracy"], 3) if args.untrained else None
+    untrained = round(heldout(RewardObjective(), built.val_batches)(rm, 0)["accuracy"], 3) \
+        if args.untrained else None
     t0 = time.perf_counter()
     store = run_rm(cfg, rm=rm)
     minutes = (time.perf_counter() - t0) / 60
     after = read_jsonl(store.path / "metrics.jsonl")[-1]
     print(json.dumps({
-        "train_pairs": args.train, "heldout_pairs": len(val_pairs), "minutes": round(minutes, 2),
+        "train_pairs": args.train, "heldout_pairs": built.numbers["heldout_pairs"], "minutes": round(minutes, 2),
         "base_lm_likelihood_accuracy": lm_acc,
         "untrained_head_accuracy": untrained,
         "heldout_accuracy": round(after["eval/accuracy"], 3),
@@ -91,8 +94,8 @@ def main() -> None:
 
 
 def _records(path: str):
-    from corral.data.readers import load_preference_records
     from corral.core.records import Completion
+    from corral.data.readers import load_preference_records
 
     return [(Completion(p.prompt, p.chosen), Completion(p.prompt, p.rejected))
             for p in load_preference_records(path)]

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from corral.data.batching import IGNORE, collate, pack, pad_batch, shifted_labels
-from corral.data.render import Example, render
 from corral.core.errors import CorralError
 from corral.core.records import Chat, Message
+from corral.data.batching import IGNORE, collate, pack, pad_batch, shifted_labels
+from corral.data.render import Example, render
 from corral.testing import tiny_model
 
 

@@ -1,7 +1,8 @@
 import pytest
 
-from corral.core.config import SFTConfig, load_config, to_dict, validate_choices
+from corral.core.config import load_config, to_dict
 from corral.core.errors import CorralError
+from corral.core.sections import SFTConfig
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
@@ -38,7 +39,7 @@ def test_bad_yaml_names_line(tmp_path):
 
 def test_choice_validation():
     with pytest.raises(CorralError, match="did you mean 'cosine'"):
-        validate_choices(load_config(SFTConfig, None, ["train.schedule=cosin"]))
+        load_config(SFTConfig, None, ["train.schedule=cosin"])  # sections validate at load
 
 
 def test_yaml_no_stays_a_string():

@@ -1,10 +1,10 @@
 """evaluate(): per-sample grading, summary, and best-of-n where the chooser sees the prompt."""
 from types import SimpleNamespace
 
-from corral.eval.evaluate import evaluate
-from corral.infer.engine import SamplingParams
-from corral.graders.base import BaseGrader, Score
 from corral.core.records import Item, Message
+from corral.eval.evaluate import evaluate
+from corral.graders.base import BaseGrader, Score
+from corral.infer.engine import SamplingParams
 
 
 class FakeEngine:

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from corral.core.errors import CorralError
-from corral.infer.engine import Engine, Generation, HFBackend, SamplingParams, VLLMBackend
+from corral.infer.engine import Engine, Generation, SamplingParams
+from corral.infer.hf import HFBackend
+from corral.infer.vllm import VLLMBackend
 from corral.testing import tiny_model, tiny_tokenizer
 
 

@@ -11,10 +11,10 @@ from corral.graders.arith import safe_eval, validate_expr
 from corral.graders.base import Sample, Score
 from corral.graders.openai import (
     GRADER_TYPES,
-    load_grader,
     run_grader,
     validate_grader,
 )
+from corral.graders.load import load_grader
 
 
 def fixed_judge(reply):

@@ -11,7 +11,7 @@ from corral.graders import judge as judge_module
 from corral.graders import openai
 from corral.graders.base import Sample
 from corral.graders.judge import http_judge, parse_score
-from corral.graders.openai import load_grader
+from corral.graders.load import load_grader
 
 
 def fixed_judge(reply):

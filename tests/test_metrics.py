@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from corral.graders.base import Score
 from corral.eval.metrics import best_of_n, bootstrap_ci, maj_at_k, mean_stderr, pass_at_k, summarize
+from corral.graders.base import Score
 
 
 def brute_pass_at_k(n, c, k):

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import corral.model.resolve as mdl
 import corral.model.policy as pol
-from corral.core.config import LoraConfig, ModelConfig
+import corral.model.resolve as mdl
 from corral.core.errors import CorralError
+from corral.core.sections import LoraConfig, ModelConfig
 from corral.testing import save_tiny
 
 _USER_HOME = os.environ.get("CORRAL_HOME")

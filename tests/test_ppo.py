@@ -8,11 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from corral.objectives import losses as L
 from corral.cli.app import main
 from corral.core.errors import CorralError
-from corral.methods.ppo import VALUE_HEAD_FILE, ActorCritic, PPOObjective, load_ppo_config, run_ppo
-from corral.methods.rl import load_rl_config, run_rl
+from corral.methods.ppo import load_ppo_config, run_ppo
+from corral.methods.rl import load_rl_config
+from corral.model.heads import VALUE_HEAD_FILE, ActorCritic
+from corral.objectives.policy_gradient import PPOObjective
+from corral.objectives import losses as L
 from corral.store.runs import read_jsonl
 from corral.testing import save_tiny
 from tests.test_rl import frequent_char, tiny_policy, write_task
@@ -90,9 +92,8 @@ def test_rollout_values_returns_kl_and_missing_eos_penalty():
 
 def test_gae_needs_the_ppo_command(tmp_path):
     data, grader = write_task(tmp_path, "a")
-    cfg = load_rl_config(None, [f"data.train={data}", f"rl.grader={grader}", "rl.preset=ppo"])
     with pytest.raises(CorralError, match="corral ppo"):
-        run_rl(cfg, policy=tiny_policy(), log=lambda s: None)
+        load_rl_config(None, [f"data.train={data}", f"rl.grader={grader}", "rl.preset=ppo"])
     with pytest.raises(CorralError, match="rl.advantage=gae"):
         load_ppo_config(None, ["rl.preset=grpo"])
     ppo = load_ppo_config(None, ["rl.mu=2"])
@@ -100,8 +101,8 @@ def test_gae_needs_the_ppo_command(tmp_path):
 
 
 def test_ppo_learns_a_rigged_task(tmp_path):
-    from corral.data.render import render_prompt
     from corral.core.records import Message
+    from corral.data.render import render_prompt
 
     policy = tiny_policy()
     target = frequent_char(policy, render_prompt([Message("user", "go 0")], policy.tokenizer))

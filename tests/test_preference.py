@@ -6,27 +6,29 @@ import math
 import pytest
 import torch
 
-from corral.core.config import LoraConfig, load_config
-from corral.data.readers import load_preference_records
-from corral.methods.dpo import DPOConfig, KTOConfig, attach_reference, load_feedback, prepare_feedback
+from corral.core.config import load_config
 from corral.core.errors import CorralError
-from corral.synth.pairs import make_pairs, write_pairs
+from corral.core.records import Message, Preference
+from corral.core.sections import LoraConfig
+from corral.data.readers import load_preference_records
+from corral.data.batching import collate_pairs as collate
+from corral.data.batching import feedback_batches, pair_batches
+from corral.data.pairs import render_feedback, render_pairs, split_pairs
+from corral.methods.dpo import DPOConfig, attach_reference
+from corral.methods.kto import METHOD as KTO_METHOD
+from corral.methods.kto import KTOConfig, load_feedback
+from corral.methods.runner import prepare
+from corral.store.runs import RunStore
 from corral.model.policy import Policy
 from corral.objectives.preference import (
     DPO,
     KTO,
     ORPO,
     SimPO,
-    collate,
-    feedback_batches,
-    pair_batches,
     reference_logps,
-    render_feedback,
-    render_pairs,
     sequence_logps,
-    split_pairs,
 )
-from corral.core.records import Message, Preference
+from corral.synth.pairs import make_pairs, write_pairs
 from corral.testing import tiny_model, tiny_tokenizer
 
 
@@ -96,8 +98,8 @@ def test_cached_reference_equals_recomputed(tokenizer, tmp_path, lora):
         Policy.from_objects(tiny_model(), tiny_tokenizer(), None)
     batches = pair_batches(render_pairs(prefs(6), tokenizer)[0], max_tokens=320, seed=0)
     assert len(batches) > 1
-    path = tmp_path / "ref.pt"
-    attach_reference(policy, batches, path, log=lambda s: None)
+    store = RunStore(tmp_path, "ref")
+    attach_reference(policy, batches, store, "ref.pt", log=lambda s: None)
     cached = [b.ref_logps.clone() for b in batches]
     with torch.no_grad():
         live = [sequence_logps(policy, b) for b in batches]
@@ -105,7 +107,7 @@ def test_cached_reference_equals_recomputed(tokenizer, tmp_path, lora):
         assert torch.allclose(c, r, atol=1e-5)
     for b in batches:
         b.ref_logps = None
-    attach_reference(policy, batches, path, log=lambda s: pytest.fail("recomputed"))
+    attach_reference(policy, batches, store, "ref.pt", log=lambda s: pytest.fail("recomputed"))
     assert all(torch.equal(b.ref_logps, c) for b, c in zip(batches, cached))
 
 
@@ -205,7 +207,7 @@ def test_kto_class_ratio_warning(tmp_path, monkeypatch):
     cfg = load_config(KTOConfig, None, [f"data.train={path}", "train.batch_tokens=4096"])
     policy = Policy.from_objects(tiny_model(), tiny_tokenizer(), LoraConfig(r=4))
     with pytest.warns(UserWarning, match=r"recommends \[1, 4/3\]"):
-        prepare_feedback(cfg, policy)
+        prepare(KTO_METHOD, cfg, policy)
 
 
 class FakeGrader:
@@ -218,8 +220,8 @@ class FakeGrader:
 
 
 def test_make_pairs_rows_load_and_carry_provenance(tmp_path):
-    from corral.infer.engine import SamplingParams
     from corral.core.records import Item
+    from corral.infer.engine import SamplingParams
     from corral.tasks import Task
 
     items = [Item((Message("user", f"say {i}"),), {"answer": str(i)}, f"t:{i}") for i in range(4)]

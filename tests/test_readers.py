@@ -6,6 +6,8 @@ import types
 
 import pytest
 
+from corral.core.errors import CorralError
+from corral.core.records import Chat, Completion, Feedback, Item, Message, Preference, Text
 from corral.data.readers import (
     content_hash,
     file_sha256,
@@ -15,8 +17,6 @@ from corral.data.readers import (
     load_sft_records,
     read_rows,
 )
-from corral.core.errors import CorralError
-from corral.core.records import Chat, Completion, Feedback, Item, Message, Preference, Text
 
 
 def user(text):

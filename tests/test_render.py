@@ -1,9 +1,9 @@
 """Rendering records to ids + loss mask: masks, EOS, BOS, templates, truncation, report."""
 import pytest
 
-from corral.data.render import check_template, inspect_report, render, render_prompt
 from corral.core.errors import CorralError
 from corral.core.records import Chat, Completion, Message, Text
+from corral.data.render import check_template, inspect_report, render, render_prompt
 from corral.testing import tiny_tokenizer
 
 U, A = "user", "assistant"

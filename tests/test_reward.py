@@ -7,23 +7,17 @@ import pytest
 import torch
 
 import corral.cli.app
-from corral.cli.rm import register
 from corral.core.config import load_config
 from corral.core.errors import CorralError
-from corral.graders.base import Sample
-from corral.objectives.losses import bradley_terry
 from corral.core.records import Completion, Message
-from corral.methods.rm import (
-    RewardModelGrader,
-    RewardObjective,
-    RMConfig,
-    heldout_metrics,
-    load_reward_model,
-    pack_pairs,
-    prepare,
-    reward_model_grader,
-    run_rm,
-)
+from corral.graders.base import Sample
+from corral.data.batching import pair_batches as pack_pairs
+from corral.graders.reward_model import RewardModelGrader, reward_model_grader
+from corral.methods.rm import METHOD, RMConfig, run_rm
+from corral.methods.runner import heldout, prepare
+from corral.model.heads import load_reward_model
+from corral.objectives.reward import RewardObjective
+from corral.objectives.losses import bradley_terry
 from corral.store.runs import read_jsonl
 from corral.testing import save_tiny, tiny_tokenizer
 
@@ -58,20 +52,8 @@ def common(tmp_path, model, train, *extra):
 
 
 def rm_main(argv):
-    """corral.cli.app.main with `rm` registered (the lead wires it into cli.py)."""
-    build = corral.cli.app.build_parser
-
-    def with_rm():
-        parser = build()
-        sub = parser._subparsers._group_actions[0]
-        if "rm" not in sub.choices:
-            register(sub)
-        return parser
-    corral.cli.app.build_parser = with_rm
-    try:
-        return corral.cli.app.main(argv)
-    finally:
-        corral.cli.app.build_parser = build
+    """corral.cli.app.main, as the command line runs it."""
+    return corral.cli.app.main(argv)
 
 
 def test_objective_is_bradley_terry_per_pair():
@@ -93,11 +75,11 @@ def test_pairs_stay_together_when_packed(tokenizer):
     from corral.data.render import Example
     pairs = [(Example([1] * n, [1] * n, f"f:{i}"), Example([2] * (n + 1), [1] * (n + 1), ""))
              for i, n in enumerate([5, 9, 3, 7])]
-    batches = pack_pairs(pairs, 24, shuffle_seed=0)
+    batches = pack_pairs(pairs, 24, seed=0)
     assert sum(b.n_pairs for b in batches) == 4
     for b in batches:  # every chosen (even slot) is directly followed by its rejected
         assert [s for s in b.seq_lens[1::2]] == [s + 1 for s in b.seq_lens[0::2]]
-    with pytest.raises(CorralError, match="f:1: the pair has 19 tokens"):
+    with pytest.raises(CorralError, match=r"the pair at f:1 \(chosen \+ rejected\) has 19 tokens"):
         pack_pairs(pairs, 18)
 
 
@@ -105,9 +87,10 @@ def test_planted_preference_is_learned_and_graded(setup):
     tmp_path, model, train, dev = setup
     cfg = load_config(RMConfig, None, common(tmp_path, model, train, f"data.validation={dev}",
                                              "train.max_steps=20", "run.name=planted"))
-    rm, _, val_pairs = prepare(cfg)
+    setup, built = prepare(METHOD, cfg)
+    rm = setup.policy
     objective = RewardObjective()
-    before = heldout_metrics(rm, objective, pack_pairs(val_pairs, 1024))
+    before = heldout(objective, built.val_batches)(rm, 0)
     store = run_rm(cfg, rm=rm, log=lambda s: None)
     rows = read_jsonl(store.path / "metrics.jsonl")
     # A random head may prefer "yes" by chance, but only by a hair: the gap must grow.
@@ -131,7 +114,7 @@ def test_lora_save_load_round_trip(setup):
     cfg = load_config(RMConfig, None, common(tmp_path, model, train, "lora.enabled=true",
                                              "lora.r=4", "train.max_steps=3", "rm.holdout=0.25",
                                              "rm.center_coef=0.01", "run.name=lora"))
-    rm, _, _ = prepare(cfg)
+    rm = prepare(METHOD, cfg)[0].policy
     store = run_rm(cfg, rm=rm, log=lambda s: None)
     assert (store.path / "final" / "adapter_config.json").is_file()
     assert "eval/accuracy" in read_jsonl(store.path / "metrics.jsonl")[-1]

@@ -1,6 +1,5 @@
 """RL end to end on the tiny model: a rigged task is learned, step-0 ratio 1, the zero-signal
 check, split-invariant aggregation through the objective, presets and the CLI."""
-import argparse
 import collections
 import json
 
@@ -9,8 +8,9 @@ import torch
 
 from corral.core.errors import CorralError
 from corral.infer.engine import Engine, SamplingParams
+from corral.methods.rl import load_rl_config, run_grpo
+from corral.objectives.policy_gradient import PolicyGradient
 from corral.model.policy import Policy
-from corral.methods.rl import PolicyGradient, load_rl_config, run_rl
 from corral.store.runs import read_jsonl
 from corral.testing import tiny_model, tiny_tokenizer
 
@@ -49,13 +49,13 @@ def config(tmp_path, data, grader, *extra):
 
 
 def test_rigged_contains_x_is_learned(tmp_path):
-    from corral.data.render import render_prompt
     from corral.core.records import Message
+    from corral.data.render import render_prompt
 
     policy = tiny_policy()
     target = frequent_char(policy, render_prompt([Message("user", "go 0")], policy.tokenizer))
     data, grader = write_task(tmp_path, target)
-    store = run_rl(config(tmp_path, data, grader, "train.max_steps=10", "rl.preset=dapo"),
+    store = run_grpo(config(tmp_path, data, grader, "train.max_steps=10", "rl.preset=dapo"),
                    policy=policy, log=lambda s: None)
     rows = read_jsonl(store.path / "metrics.jsonl")
     rewards = [r["reward"] for r in rows if "reward" in r]
@@ -67,7 +67,7 @@ def test_rigged_contains_x_is_learned(tmp_path):
 
 def test_step0_ratio_with_recomputed_old_logps(tmp_path):
     data, grader = write_task(tmp_path, "a")
-    store = run_rl(config(tmp_path, data, grader, "train.max_steps=1", "rl.mu=2",
+    store = run_grpo(config(tmp_path, data, grader, "train.max_steps=1", "rl.mu=2",
                           "rl.signal_check=off"), policy=tiny_policy(), log=lambda s: None)
     first = read_jsonl(store.path / "metrics.jsonl")[0]
     assert first["ratio"] == pytest.approx(1.0, abs=1e-5) and first["clip_frac"] == 0
@@ -76,7 +76,7 @@ def test_step0_ratio_with_recomputed_old_logps(tmp_path):
 def test_zero_signal_check_fires(tmp_path):
     data, grader = write_task(tmp_path, "no tiny model writes this")
     with pytest.raises(CorralError, match="nothing to learn from.*SFT"):
-        run_rl(config(tmp_path, data, grader, "train.max_steps=2"), policy=tiny_policy(),
+        run_grpo(config(tmp_path, data, grader, "train.max_steps=2"), policy=tiny_policy(),
                log=lambda s: None)
 
 
@@ -128,12 +128,11 @@ def test_presets_fill_only_keys_not_given(tmp_path):
 
 
 def test_cli_commands_registered(tmp_path, monkeypatch):
-    from corral.cli.rl import register
+    from corral.cli.app import build_parser
     from corral.testing import save_tiny
 
     monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     data, grader = write_task(tmp_path, "no tiny model writes this")
     args = parser.parse_args(["grpo", f"model.name={save_tiny(tmp_path / 'tiny')}",
                               f"data.train={data}", f"rl.grader={grader}", "rl.n=2",

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from corral.core.errors import CorralError
-from corral.infer.engine import Engine
-from corral.graders.base import BaseGrader, Score
-from corral.model.policy import Policy
 from corral.core.records import Item, Message
-from corral.methods.rl import RLSection
-from corral.train.rollout import RolloutSource, Trajectory, WeightedGraders, group_stats
+from corral.graders.base import BaseGrader, Score
+from corral.infer.engine import Engine
+from corral.methods.rl_config import RLSection
+from corral.model.policy import Policy
 from corral.testing import tiny_model, tiny_tokenizer
+from corral.graders.weighted import WeightedGraders
+from corral.train.rollout import RolloutSource, Trajectory, group_stats
 
 
 class LengthGrader(BaseGrader):
@@ -38,9 +39,17 @@ def sequences(batch):
 
 def make_source(policy=None, engine=None, **rl):
     policy = policy or Policy.from_objects(tiny_model(), tiny_tokenizer(), None)
+    from functools import partial
+
+    from corral.methods.ppo import PPOSection
+    from corral.train.advantages import ESTIMATORS
+
+    ppo = PPOSection(**{k: rl.pop(k) for k in ("gamma", "lam") if k in rl})
     section = RLSection(**{"n": 4, "prompts_per_step": 2, "max_new_tokens": 6, **rl})
+    options = ppo if section.advantage == "gae" else section
     return RolloutSource(policy, items(), LengthGrader(), section, batch_tokens=160, seed=0,
-                         engine=engine)
+                         engine=engine, estimator=partial(ESTIMATORS[section.advantage],
+                                                          n=section.n, options=options))
 
 
 def test_batches_align_with_trajectories():

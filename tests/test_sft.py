@@ -4,8 +4,9 @@ import json
 import pytest
 
 from corral.cli.app import main
-from corral.core.config import SFTConfig, load_config
+from corral.core.config import load_config
 from corral.core.errors import CorralError
+from corral.core.sections import SFTConfig
 from corral.methods.sft import run_sft
 from corral.store.runs import read_jsonl
 from corral.testing import save_tiny

@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 
-from corral.store import runs as store_mod
 from corral.core.errors import CorralError
+from corral.store import runs as store_mod
 from corral.store.runs import RunStore, atomic_write_text, new_run_name
 
 

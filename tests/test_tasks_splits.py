@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from corral.core.errors import CorralError
-from corral.data.splits import assign, refuse_unseen, row_hash, split_file
+from corral.core.io import content_hash
+from corral.data.splits import assign, refuse_unseen, split_file
 from corral.tasks import get_task
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
@@ -38,7 +39,7 @@ def test_split_is_stable_under_insertion(tmp_path):
 
 
 def test_assign_fractions():
-    names = [assign(row_hash({"i": i}), 0.2, 0.1) for i in range(5000)]
+    names = [assign(content_hash({"i": i}), 0.2, 0.1) for i in range(5000)]
     assert abs(names.count("unseen") / 5000 - 0.1) < 0.02
     assert abs(names.count("dev") / 5000 - 0.2) < 0.02
 

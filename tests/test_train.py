@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from corral.core.config import TrainConfig
 from corral.core.errors import CorralError
+from corral.core.sections import TrainConfig
 from corral.store.runs import RunStore
 from corral.testing import tiny_model
 from corral.train.loop import DatasetSource, lr_factor, make_optimizer, plan, train

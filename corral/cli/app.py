@@ -12,40 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from corral.core.config import ConfigNote
 from corral.core.errors import CorralError
-
-
-def run_model_path(name: str, root: str = "runs") -> str:
-    """A run name or run dir means its final model; anything else is a model name."""
-    for candidate in (Path(name), Path(root) / name):
-        if (candidate / "final").is_dir():
-            return str(candidate / "final")
-    return name
-
-
-def config_and_overrides(args) -> tuple:
-    """`corral CMD [config.yaml] [key=value ...] [--resume RUN]`: the file is optional;
-    --resume RUN becomes run.name=RUN run.resume=true."""
-    path, overrides = args.config, list(args.overrides)
-    if path and "=" in path and not Path(path).exists():
-        path, overrides = None, [path, *overrides]
-    if getattr(args, "resume", None):
-        overrides += [f"run.name={args.resume}", "run.resume=true"]
-    return path, overrides
-
-
-def cmd_sft(args) -> None:
-    from corral.core.config import SFTConfig, load_config
-    from corral.methods.sft import run_sft
-
-    args.config, overrides = config_and_overrides(args)
-    cfg = load_config(SFTConfig, args.config, overrides)
-    store = run_sft(cfg)
-    print(f"done: {store.path}/final")
+from corral.store.runs import run_model_path
 
 
 def cmd_inspect(args) -> None:
-    from corral.core.config import ModelConfig
+    from corral.core.sections import ModelConfig
     from corral.data.readers import load_sft_records
     from corral.data.render import inspect_report
     from corral.model.policy import load_policy
@@ -65,7 +38,7 @@ def cmd_chat(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from corral.core.config import ModelConfig
+    from corral.core.sections import ModelConfig
     from corral.model.policy import load_policy
 
     source = run_model_path(args.run, args.root)
@@ -129,19 +102,33 @@ def cmd_split(args) -> None:
 
 
 def cmd_grade(args) -> None:
+    """validate: what is wrong with a grader spec (any form load_grader takes); run: grade one
+    sample, answering like OpenAI's graders/run (reward, sub_rewards, metadata)."""
     import json
 
-    from corral.graders.openai import run_grader, validate_grader
+    from corral.graders.load import grader_errors, load_grader, read_spec
+    from corral.graders.openai import run_grader
+    from corral.graders.spec import SpecGrader
 
-    spec = _read_json_arg(args.grader, "grader")
     if args.grade_command == "validate":
-        errors = validate_grader(spec)
+        errors = grader_errors(args.grader)
         print(json.dumps({"valid": not errors, "errors": errors}, indent=2))
         if errors:
             raise SystemExit(1)
         return
     item = _read_json_arg(args.item, "--item") if args.item else {}
-    print(json.dumps(run_grader(spec, item, args.sample), indent=2, default=str))
+    if not isinstance(item, dict):
+        raise CorralError(f"--item must be a JSON object (the data row), got {args.item!r}")
+    grader = load_grader(args.grader, root=args.root)
+    if isinstance(grader, SpecGrader):  # OpenAI grader JSON: answer as graders/run does
+        spec = read_spec(args.grader)[0]
+        print(json.dumps(run_grader(spec, item, args.sample), indent=2, default=str))
+        return
+    from corral.graders.base import Sample
+
+    score = grader.grade(item, Sample.of(args.sample))
+    print(json.dumps({"reward": score.value, "passed": score.passed, "answer": score.answer,
+                      "details": score.details}, indent=2, default=str))
 
 
 def _read_json_arg(text: str, what: str):
@@ -157,13 +144,10 @@ def _read_json_arg(text: str, what: str):
 
 
 def _add_training(sub) -> None:
-    p = sub.add_parser("sft", help="supervised fine-tuning (full or LoRA)",
-                       description="Supervised fine-tuning. Config keys: model.*, lora.*, "
-                       "data.*, train.*, run.*, eval.* (see docs/config.md).")
-    p.add_argument("config", nargs="?", help="YAML config file (optional)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=2e-5")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
-    p.set_defaults(func=cmd_sft)
+    from corral.cli import synth, train
+
+    train.register(sub)
+    synth.register(sub)
 
     p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
     p.add_argument("--root", default="runs")
@@ -227,29 +211,26 @@ def _add_evaluation(sub) -> None:
     p.add_argument("--out", default="")
     p.set_defaults(func=cmd_split)
 
-    grade = sub.add_parser("grade", help="validate or dry-run an OpenAI grader JSON")
+    grade = sub.add_parser("grade", help="validate or dry-run a grader (rule, OpenAI JSON, RM)")
     grade_sub = grade.add_subparsers(dest="grade_command", required=True)
     p = grade_sub.add_parser("validate")
-    p.add_argument("grader", help="GRADER.json or inline JSON")
+    p.add_argument("grader", help="grader spec: rule, RULE:OPTION, GRADER.json or inline JSON")
     p.set_defaults(func=cmd_grade)
     p = grade_sub.add_parser("run")
-    p.add_argument("grader")
+    p.add_argument("grader", help="grader spec: rule, RULE:OPTION, grader JSON (file or "
+                   "inline), or a reward_model spec")
+    p.add_argument("--root", default="runs", help="where reward-model runs live")
     p.add_argument("--item", default="", help="the data row as JSON")
     p.add_argument("--sample", default="", help="the model output text")
     p.set_defaults(func=cmd_grade)
 
 
-METHOD_MODULES = ("corral.cli.pref", "corral.cli.rm", "corral.cli.rl")  # modules offering register(subparsers) for more training methods
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = argparse.ArgumentParser(prog="corral", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_training(sub)
-    for module in METHOD_MODULES:
-        importlib.import_module(module).register(sub)
     _add_models(sub)
     _add_evaluation(sub)
     return parser
@@ -262,6 +243,14 @@ def quiet_libraries() -> None:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    show = warnings.showwarning
+
+    def one_line(message, category, *args, **kwargs):  # corral's notes: one line, no source
+        if issubclass(category, ConfigNote):
+            print(f"corral: note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+    warnings.showwarning = one_line
     try:
         from transformers.utils import logging as hf_logging
 

@@ -1,15 +1,15 @@
 """`corral chat`: try a model or a run's final model, one prompt or interactively."""
 from __future__ import annotations
 
-from corral.core.config import ModelConfig
-from corral.infer.engine import Engine, SamplingParams
+from corral.core.sections import ModelConfig
+from corral.infer.engine import SamplingParams, engine_for
 from corral.model.policy import load_policy
 
 
 def chat(model: str, prompt: str | None = None, system: str = "", max_new_tokens: int = 256,
          temperature: float = 0.0, template: str = "") -> None:
     policy = load_policy(ModelConfig(name=model, template=template), None, for_training=False)
-    engine = Engine.hf(policy.model, policy.tokenizer)
+    engine = engine_for(policy)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, n=1)
     history = [{"role": "system", "content": system}] if system else []
 

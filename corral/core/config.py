@@ -1,8 +1,12 @@
-"""Configuration: frozen dataclasses; defaults <- YAML file <- dotted CLI overrides.
+"""Config machinery: frozen dataclasses; defaults <- YAML file <- dotted CLI overrides.
 
     cfg = load_config(SFTConfig, "sft.yaml", ["train.lr=2e-5", "lora.r=16"])
 
-Unknown or misspelt keys are rejected with a did-you-mean (stdlib + yaml only).
+Unknown or misspelt keys are rejected with a did-you-mean. Each section validates itself
+(`validate()`, called as it is built), a config class may add cross-section checks (`check()`)
+and fill defaults from what the user set (`resolve(cfg, given)`, e.g. RL presets), and
+`RENAMED` keys are accepted with a one-line deprecation note. `describe(cls)` lists every key
+with its type, default and meaning, for `--help` and docs/config.md (stdlib + yaml only).
 """
 from __future__ import annotations
 
@@ -10,102 +14,56 @@ import dataclasses
 import difflib
 import math
 import typing
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import field
 
 from corral.core.errors import CorralError
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "smollm2-135m-instruct"  # hub id, local HF dir, .gguf file, or embedded name
-    dtype: str = "auto"  # auto (fp32 on CPU, bf16 on GPU) | float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    template: str = ""  # chat template: a .jinja file or inline Jinja; "" = the tokenizer's
-    revision: str = ""  # hub revision
-    trust_remote_code: bool = False
+class ConfigNote(UserWarning):
+    """A one-line note about the config (a renamed key); the CLI prints it as `corral: note:`."""
 
 
-@dataclass(frozen=True)
-class LoraConfig:
-    enabled: bool = True  # false = full fine-tuning
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: tuple = ("all-linear",)  # or names such as q_proj, v_proj
+def opt(default, meaning: str = ""):
+    """A config field with its one-line meaning (shown by --help and docs/config.md)."""
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=type(default), metadata={"help": meaning})
+    return field(default=default, metadata={"help": meaning})
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    train: str = ""  # .jsonl | .json | .parquet | HF dataset id
-    validation: str = ""
-    max_length: int = 1024  # tokens; longer examples are truncated (reported before training)
-    mask: str = "assistant"  # assistant | all | last: which tokens carry loss
-    max_errors: int = 20  # bad rows reported before the run stops
-    unseen: str = ""  # a split file whose rows must never be trained on
+def did_you_mean(word: str, options, noun: str = "keys") -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid {noun}: {', '.join(options)}"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    lr: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_tokens: int = 4096  # token budget of one packed micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    schedule: str = "cosine"  # cosine | linear | constant
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    betas: tuple = (0.9, 0.999)
-    max_grad_norm: float = 1.0  # 0 = no clipping
-    mixed_precision: str = "auto"  # auto | no | bf16 | fp16
-    seed: int = 0
-    deterministic: bool = False
-    log_every: int = 1
-    eval_every: int = 0  # steps; 0 = only at the end
-    save_every: int = 0  # steps; 0 = only at the end
-    keep_checkpoints: int = 2
-    report_to: str = "none"  # none | tensorboard | wandb | trackio
-    progress: bool = True
+def check_choice(key: str, value, choices) -> None:
+    """Refuse a value outside `choices`, naming the key and the closest valid value."""
+    if value not in choices:
+        raise CorralError(f"config key '{key}' is '{value}'"
+                          f"{did_you_mean(value, choices, 'values')}")
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    name: str = ""  # "" = <command>-<timestamp>
-    root: str = "runs"
-    resume: bool = False
-    parent: str = ""  # run this one starts from (lineage)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Graded evaluation inside training (every train.eval_every steps and at the end)."""
-    task: str = ""  # gsm8k | arithmetic | ifeval-like | FILE.jsonl ("" = loss only)
-    split: str = "dev"
-    data: str = ""  # the task's local data file, when it has one
-    grader: str = ""  # for a file task: grader JSON or a rule name
-    n: int = 1  # samples per item
-    k: tuple = (1,)  # pass@k / maj@k reported
-    limit: int = 50  # items
-    temperature: float = 0.0
-    max_new_tokens: int = 256
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+def require(checks) -> None:
+    """[(ok, message)]: raise one CorralError joining the messages of the failed checks."""
+    problems = [message for ok, message in checks if not ok]
+    if problems:
+        raise CorralError("; ".join(problems))
 
 
 def _fields(cls) -> dict:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def _did_you_mean(key: str, options) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(options)}"
+def _coerce_number(value, hint, key: str):
+    try:
+        number = hint(value) if not isinstance(value, str) else hint(float(value))
+    except (TypeError, ValueError, OverflowError):
+        raise CorralError(f"config key '{key}' must be a number, got {value!r}") from None
+    if hint is int and isinstance(value, (str, float)) and float(value) != number:
+        raise CorralError(f"config key '{key}' must be a whole number, got {value!r}")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise CorralError(f"config key '{key}' must be finite, got {value!r}")
+    return number
 
 
 def _coerce(value, hint, key: str):
@@ -117,15 +75,9 @@ def _coerce(value, hint, key: str):
             return value.lower() in ("true", "1", "yes")
         raise CorralError(f"config key '{key}' must be true or false, got {value!r}")
     if hint in (int, float):
-        try:
-            number = hint(value) if not isinstance(value, str) else hint(float(value))
-        except (TypeError, ValueError):
-            raise CorralError(f"config key '{key}' must be a number, got {value!r}") from None
-        if hint is int and isinstance(value, (str, float)) and float(value) != number:
-            raise CorralError(f"config key '{key}' must be a whole number, got {value!r}")
-        if isinstance(number, float) and not math.isfinite(number):
-            raise CorralError(f"config key '{key}' must be finite, got {value!r}")
-        return number
+        if isinstance(value, bool):
+            raise CorralError(f"config key '{key}' must be a number, got {value!r}")
+        return _coerce_number(value, hint, key)
     if hint is str:
         if isinstance(value, (dict, list)):
             raise CorralError(f"config key '{key}' must be a string, got {value!r}")
@@ -149,7 +101,7 @@ def _build(cls, data: dict, prefix: str = ""):
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            raise CorralError(f"unknown config key '{prefix}{key}'{_did_you_mean(key, fields)}")
+            raise CorralError(f"unknown config key '{prefix}{key}'{did_you_mean(key, fields)}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, f"{prefix}{key}.")
@@ -181,26 +133,73 @@ def apply_override(data: dict, override: str) -> None:
     node[parts[-1]] = _parse_scalar(value)
 
 
-def load_config(cls, path: str | None = None, overrides: list[str] = ()):
-    """Defaults <- YAML file <- dotted overrides; unknown keys rejected with a did-you-mean."""
+def read_yaml(path: str) -> dict:
+    """A YAML config file as a dict; a missing file or bad YAML is a CorralError naming it."""
     import yaml
 
-    data: dict = {}
-    if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
-        except FileNotFoundError:
-            raise CorralError(f"config file '{path}' does not exist; check the path") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else path
-            raise CorralError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        if not isinstance(data, dict):
-            raise CorralError(f"config file '{path}' must hold a mapping of sections")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise CorralError(f"config file '{path}' does not exist; check the path") from None
+    except IsADirectoryError:
+        raise CorralError(f"config file '{path}' is a directory; give a .yaml file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise CorralError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise CorralError(f"config file '{path}' must hold a mapping of sections")
+    return data
+
+
+def given_keys(data: dict, prefix: str = "") -> frozenset:
+    """Dotted keys present in a raw config dict: what the user set."""
+    keys = set()
+    for key, value in data.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= given_keys(value, f"{prefix}{key}.")
+    return frozenset(keys)
+
+
+def _apply_renames(cls, data: dict) -> None:
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        section, _, key = old.partition(".")
+        node = data.get(section)
+        if not isinstance(node, dict) or key not in node:
+            continue
+        value = node.pop(key)
+        if new is None:
+            warnings.warn(ConfigNote(f"'{old}' has no effect here and is ignored"), stacklevel=3)
+            continue
+        new_section, _, new_key = new.partition(".")
+        data.setdefault(new_section, {}).setdefault(new_key, value)
+        warnings.warn(ConfigNote(f"'{old}' is now '{new}'; please rename it"), stacklevel=3)
+
+
+def load_config(cls, path: str | None = None, overrides: list[str] = ()):
+    """Defaults <- YAML file <- dotted overrides; unknown keys rejected with a did-you-mean."""
+    data: dict = read_yaml(path) if path else {}
     for override in overrides:
         apply_override(data, override)
-    return _build(cls, data)
+    _apply_renames(cls, data)
+    cfg = _build(cls, data)
+    resolve = getattr(cls, "resolve", None)
+    if resolve is not None:
+        cfg = resolve(cfg, given_keys(data))
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg) -> None:
+    """Every section's own `validate()`, then the config's cross-section `check()`."""
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(section) and hasattr(section, "validate"):
+            section.validate()
+    if hasattr(cfg, "check"):
+        cfg.check()
 
 
 def to_dict(cfg) -> dict:
@@ -214,18 +213,29 @@ def to_dict(cfg) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def validate_choices(cfg) -> None:
-    """Reject values outside the documented choices, naming the key."""
-    checks = [
-        ("model.dtype", cfg.model.dtype, ("auto", "float32", "bfloat16", "float16")),
-        ("data.mask", cfg.data.mask, ("assistant", "all", "last")),
-        ("train.schedule", cfg.train.schedule, ("cosine", "linear", "constant")),
-        ("train.mixed_precision", cfg.train.mixed_precision, ("auto", "no", "bf16", "fp16")),
-        ("train.report_to", cfg.train.report_to, ("none", "tensorboard", "wandb", "trackio")),
-    ]
-    for key, value, choices in checks:
-        if value not in choices:
-            raise CorralError(f"config key '{key}' is '{value}'{_did_you_mean(value, choices)}"
-                              .replace("valid keys", "valid values"))
-    if cfg.train.lr <= 0 or cfg.train.batch_tokens <= 0 or cfg.train.grad_accum <= 0:
-        raise CorralError("train.lr, train.batch_tokens and train.grad_accum must be positive")
+def describe(cls, prefix: str = "") -> list[dict]:
+    """Every key of a config class: {key, type, default, help}, sections in order."""
+    rows, hints = [], typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            rows += describe(hint, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append({"key": prefix + f.name, "type": getattr(hint, "__name__", str(hint)),
+                     "default": list(default) if isinstance(default, tuple) else default,
+                     "help": f.metadata.get("help", "")})
+    return rows
+
+
+def help_text(cls) -> str:
+    """The keys of a config class as plain text, one per line, grouped by section."""
+    lines, section = [], None
+    for row in describe(cls):
+        head = row["key"].split(".")[0]
+        if head != section:
+            section = head
+            lines.append(f"\n{head}:")
+        lines.append(f"  {row['key']} ({row['type']}, default {row['default']!r})"
+                     + (f": {row['help']}" if row["help"] else ""))
+    return "\n".join(lines).lstrip("\n")

@@ -68,8 +68,18 @@ class Item:
     def grader_item(self) -> dict:
         """What graders see as `item`: the fields plus the prompt as `messages` (reward
         models and judges need it), unless a field of that name already exists."""
-        return {"messages": [{"role": m.role, "content": m.content} for m in self.messages],
-                **self.fields}
+        return {"messages": as_dicts(self.messages), **self.fields}
+
+
+def as_dicts(turns) -> list[dict]:
+    """Messages (or dicts) as chat-API dicts {"role", "content"}: the one conversion."""
+    return [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in turns]
+
+
+def as_messages(turns) -> tuple[Message, ...]:
+    """Chat-API dicts (or Messages) as Messages: the conversion the other way."""
+    return tuple(m if isinstance(m, Message) else Message(m["role"], str(m["content"]))
+                 for m in turns)
 
 
 Record = Union[Chat, Completion, Text, Preference, Feedback, Item]

@@ -1,14 +1,19 @@
 """Padding-free micro-batches: rendered examples concatenated into one row whose position
-ids restart at 0 per sequence, so transformers attends only within each sequence."""
+ids restart at 0 per sequence, so transformers attends only within each sequence.
+
+The batch family, all packed rows: Batch (SFT), SeqBatch (scored per sequence: preference
+pairs, KTO rows, reward models), FeedbackBatch (KTO rows + mismatched copies for the KL point)
+and RolloutBatch (RL: per-token old log-probs, advantages, values)."""
 from __future__ import annotations
 
 import bisect
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
 from corral.core.errors import CorralError
+from corral.data.render import Example
 
 IGNORE = -100  # label of a position that carries no loss
 
@@ -148,3 +153,155 @@ def pad_batch(examples, pad_id: int = 0) -> Batch:
 
 def _long(rows: list[list[int]]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
+
+
+# ---------------------------------------------------------------- sequence batches
+@dataclass(kw_only=True)
+class SeqBatch(Batch):
+    """A Batch whose sequences are scored one by one (pairs, KTO rows, reward models).
+
+    seq_index [N]: the sequence of each of the N target positions, so per-sequence sums are
+    `segment_sum(token_logps, seq_index, n_seqs)`; n_targets [S]: target tokens per sequence;
+    ref_logps [S]: reference log-probs when cached before training (else None).
+    """
+    seq_index: torch.Tensor
+    n_targets: torch.Tensor
+    ref_logps: torch.Tensor | None = None
+
+    @property
+    def n_seqs(self) -> int:
+        return len(self.seq_lens)
+
+    @property
+    def n_pairs(self) -> int:  # pair batches hold chosen, rejected, chosen, rejected, ...
+        return len(self.seq_lens) // 2
+
+    def parts(self) -> list[SeqBatch]:
+        return [self]
+
+    def to(self, device) -> SeqBatch:
+        move = (lambda t: None if t is None else t.to(device))
+        return replace(super().to(device), seq_index=move(self.seq_index),
+                       n_targets=move(self.n_targets), ref_logps=move(self.ref_logps))
+
+
+def pack_sequences(examples) -> SeqBatch:
+    """Examples -> one packed SeqBatch (in the given order)."""
+    b = collate(examples)
+    owner = torch.repeat_interleave(torch.arange(len(examples)), torch.tensor(b.seq_lens))
+    seq_index = owner[b.labels[0] != IGNORE]
+    n_targets = torch.bincount(seq_index, minlength=len(examples)).float()
+    return SeqBatch(**{f.name: getattr(b, f.name) for f in fields(Batch)},
+                    seq_index=seq_index, n_targets=n_targets)
+
+
+def collate_pairs(pairs) -> SeqBatch:
+    """[(chosen, rejected)] -> one row: c0, r0, c1, r1, ... (one forward for both sides)."""
+    return pack_sequences([ex for pair in pairs for ex in pair])
+
+
+class _Sized:
+    """What `plan` needs of an item: a length and a source for its error message."""
+
+    def __init__(self, n: int, source: str):
+        self.input_ids, self.source = range(n), source
+
+
+def pair_batches(pairs, max_tokens: int, seed: int | None = None) -> list[SeqBatch]:
+    """Pairs grouped under a token budget (both sides counted), each group one packed row
+    holding chosen_0, rejected_0, chosen_1, rejected_1, ... (one forward for both sides).
+    The one pair packer: DPO-family objectives and reward models both train on it."""
+    sized = [_Sized(len(c.input_ids) + len(r.input_ids),
+                    f"the pair at {c.source or '?'} (chosen + rejected)")
+             for c, r in pairs]
+    return [collate_pairs([pairs[i] for i in group]) for group in plan(sized, max_tokens, seed)]
+
+
+@dataclass
+class FeedbackBatch:
+    """KTO rows plus, for the KL reference point, each prompt with another row's completion
+    (row i's prompt + row i−1's completion: mismatched pairs, forward only)."""
+    target: SeqBatch
+    mismatched: SeqBatch
+    desirable: torch.Tensor  # [R] bool
+
+    @property
+    def n_rows(self) -> int:
+        return self.target.n_seqs
+
+    @property
+    def n_tokens(self) -> int:
+        return self.target.n_tokens + self.mismatched.n_tokens
+
+    @property
+    def seq_lens(self) -> list[int]:
+        return self.target.seq_lens
+
+    def parts(self) -> list[SeqBatch]:
+        return [self.target, self.mismatched]
+
+    def to(self, device) -> FeedbackBatch:
+        return FeedbackBatch(self.target.to(device), self.mismatched.to(device),
+                             self.desirable.to(device))
+
+
+def splice(prompt_of: Example, completion_of: Example) -> Example:
+    """The prompt of one example followed by the response of another (at the first target)."""
+    a, b = prompt_of.loss_mask.index(1), completion_of.loss_mask.index(1)
+    return Example(prompt_of.input_ids[:a] + completion_of.input_ids[b:],
+                   [0] * a + completion_of.loss_mask[b:], prompt_of.source)
+
+
+def feedback_batches(examples, labels, max_tokens: int, seed: int | None = 0):
+    """Rows grouped under a token budget (a row counts twice: it and its mismatched copy);
+    every group gets at least 2 rows, since the KL estimate needs another row's completion."""
+    if len(examples) < 2:
+        raise CorralError("KTO needs at least 2 rows: its KL estimate pairs each prompt with "
+                          "another row's completion; add rows to data.train")
+    sized = [_Sized(2 * len(ex.input_ids), f"{ex.source or 'a row'} (counted twice for KTO)")
+             for ex in examples]
+    groups = _no_singletons(plan(sized, max_tokens, seed), sized, max_tokens)
+    out = []
+    for group in groups:
+        rows = [examples[i] for i in group]
+        mismatched = [splice(rows[k], rows[k - 1]) for k in range(len(rows))]
+        out.append(FeedbackBatch(pack_sequences(rows), pack_sequences(mismatched),
+                                 torch.tensor([labels[i] for i in group])))
+    return out
+
+
+def _no_singletons(groups, sized, max_tokens: int) -> list[list[int]]:
+    """Move a row into each one-row group from a group of 3+ rows where it fits; else raise."""
+    size = (lambda g: sum(len(sized[i].input_ids) for i in g))
+    for single in [g for g in groups if len(g) == 1]:
+        room = max_tokens - size(single)
+        donors = [(len(sized[i].input_ids), i, g) for g in groups if len(g) >= 3 for i in g
+                  if len(sized[i].input_ids) <= room]
+        if not donors:
+            need = len(sized[single[0]].input_ids) + min(len(s.input_ids) for s in sized)
+            raise CorralError(
+                f"train.batch_tokens={max_tokens} leaves {sized[single[0]].source} alone in a "
+                "micro-batch, and KTO's KL estimate needs at least 2 rows per micro-batch; "
+                f"raise train.batch_tokens to at least {need} or lower data.max_length")
+        _, i, donor = min(donors, key=lambda d: d[:2])
+        donor.remove(i)
+        single.append(i)
+    return [sorted(g) for g in groups]
+
+
+@dataclass
+class RolloutBatch(Batch):
+    """A packed Batch plus per-label-position tensors [N] in `token_logps` order."""
+    old_logps: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    seq_ids: torch.Tensor | None = None  # 0..n_seqs-1 within this micro-batch
+    ref_logps: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+    n_seqs: int = 0
+    stats: dict = field(default_factory=dict)  # rollout-level means (reward, zero_var_frac)
+
+    def to(self, device) -> RolloutBatch:
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if torch.is_tensor(getattr(self, f.name))}
+        return replace(self, **moved)

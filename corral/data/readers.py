@@ -4,13 +4,13 @@ Every row is checked; problems are collected as `file:line: what is wrong` and r
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Callable, Iterator
 
 from corral.core.errors import CorralError
+from corral.core.io import content_hash, file_sha256  # noqa: F401 (re-exported)
 from corral.core.records import ROLES, Chat, Completion, Feedback, Item, Message, Preference, Text
 
 # A missing path with one of these suffixes is a mistyped file, never a hub id.
@@ -378,22 +378,3 @@ def load_feedback_records(path: str, max_errors: int = 20) -> list[Feedback]:
 def load_items(path: str, max_errors: int = 20) -> list[Item]:
     """RFT / eval items: `messages`, `prompt`, or GSM8K `question` + `answer`."""
     return _load(path, _parse_item, ITEM_FORMATS, max_errors)
-
-
-def content_hash(row: dict) -> str:
-    """sha256 of the row's canonical JSON (sorted keys, no whitespace): stable across runs."""
-    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           default=str)  # default=str: parquet dates and the like
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except FileNotFoundError as e:
-        raise CorralError(f"data file not found: {path}; check the path") from e
-    return digest.hexdigest()

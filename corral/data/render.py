@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.core.errors import CorralError
-from corral.core.records import Chat, Completion, Message, Text
+from corral.core.records import Chat, Completion, Message, Text, as_dicts
 
 MASKS = ("assistant", "all", "last")
 _BRACKETS, _GREEN = ("[[", "]]"), ("\x1b[32m", "\x1b[0m")
@@ -207,8 +207,7 @@ def _apply(msgs, tokenizer, template: str, generation_prompt: bool) -> str:
                           "fix model.template or the data") from None
 
 
-def _dicts(turns) -> list[dict]:
-    return [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in turns]
+_dicts = as_dicts
 
 
 def _as_turns(side, role: str) -> tuple:

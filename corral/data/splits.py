@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from corral.core.errors import CorralError
-
-
-def row_hash(row: dict) -> str:
-    """sha256 of the row's canonical JSON (sorted keys, no whitespace)."""
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+from corral.core.io import atomic_write_lines, content_hash, corral_home
 
 
 def assign(digest: str, dev: float, unseen: float) -> str:
@@ -28,15 +22,7 @@ def assign(digest: str, dev: float, unseen: float) -> str:
 
 
 def sealed_dir() -> Path:
-    home = Path(os.environ.get("CORRAL_HOME", Path.home() / ".cache" / "corral"))
-    return home / "sealed"
-
-
-def _atomic_lines(path: Path, lines) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
+    return corral_home() / "sealed"
 
 
 def split_file(path: str, dev: float, unseen: float, out_dir: str | None = None) -> dict:
@@ -50,7 +36,7 @@ def split_file(path: str, dev: float, unseen: float, out_dir: str | None = None)
     for source, row in read_rows(path):
         if isinstance(row, Exception) or not isinstance(row, dict):
             raise CorralError(f"{source}: not a JSON object ({row}); fix the row and split again")
-        digest = row_hash(row)
+        digest = content_hash(row)
         name = assign(digest, dev, unseen)
         parts[name].append(json.dumps(row, ensure_ascii=False))
         if name == "unseen":
@@ -60,7 +46,7 @@ def split_file(path: str, dev: float, unseen: float, out_dir: str | None = None)
     target.mkdir(parents=True, exist_ok=True)
     stem = src.name.split(".")[0]
     for name, lines in parts.items():
-        _atomic_lines(target / f"{stem}.{name}.jsonl", lines)
+        atomic_write_lines(target / f"{stem}.{name}.jsonl", lines)
     seal(unseen_hashes, label=stem)
     return {name: len(lines) for name, lines in parts.items()}
 
@@ -71,7 +57,7 @@ def seal(hashes, label: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()[:16]
     path = folder / f"{label}-{digest}.txt"
-    _atomic_lines(path, sorted(hashes))
+    atomic_write_lines(path, sorted(hashes))
     return path
 
 
@@ -90,11 +76,11 @@ def refuse_unseen(path: str, extra_unseen: str = "") -> None:
 
     sealed = sealed_hashes()
     if extra_unseen:
-        sealed |= {row_hash(r) for _, r in read_rows(extra_unseen) if isinstance(r, dict)}
+        sealed |= {content_hash(r) for _, r in read_rows(extra_unseen) if isinstance(r, dict)}
     if not sealed:
         return
     hits = [source for source, row in read_rows(path)
-            if isinstance(row, dict) and row_hash(row) in sealed]
+            if isinstance(row, dict) and content_hash(row) in sealed]
     if hits:
         shown = ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
         raise CorralError(f"{len(hits)} training rows are in a sealed unseen split ({shown}); "

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corral.core.records import as_dicts
 from corral.eval import metrics as M
-from corral.infer.engine import SamplingParams
-from corral.graders.base import Sample
+from corral.graders.base import Sample, passed
+from corral.infer.engine import SamplingParams, engine_for
 
 
 @dataclass
@@ -19,7 +20,7 @@ class EvalResult:
 
 
 def item_conversation(item) -> list[dict]:
-    return [{"role": m.role, "content": m.content} for m in item.messages]
+    return as_dicts(item.messages)
 
 
 def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=None,
@@ -41,7 +42,7 @@ def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=No
         per_item.append(item_scores)
         for j, (g, s) in enumerate(zip(gens, item_scores)):
             rows.append({"item": item.source, "sample": j, "output": g.text,
-                         "grade": s.value, "passed": _passed(s), "answer": s.answer,
+                         "grade": s.value, "passed": passed(s), "answer": s.answer,
                          "details": s.details, "finish_reason": g.finish_reason})
         i += len(gens)
     summary = M.summarize(per_item, [k for k in ks if k <= params.n])
@@ -50,24 +51,14 @@ def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=No
     return EvalResult(metrics=summary, samples=rows)
 
 
-def _passed(score) -> bool:
-    return bool(score.passed) if score.passed is not None else score.value >= 1.0
-
-
 def _best_of_n(per_item, choice_scores) -> dict:
     picks, i = [], 0
     for item_scores in per_item:
         choice = choice_scores[i:i + len(item_scores)]
-        picks.append(M.best_of_n([c.value for c in choice], [_passed(s) for s in item_scores]))
+        picks.append(M.best_of_n([c.value for c in choice], [passed(s) for s in item_scores]))
         i += len(item_scores)
     mean, stderr = M.mean_stderr([float(p) for p in picks])
     return {"best_of_n": mean, "best_of_n_stderr": stderr}
-
-
-def engine_for(policy, batch_size: int = 16):
-    from corral.infer.engine import Engine
-
-    return Engine.hf(policy.model, policy.tokenizer, batch_size=batch_size)
 
 
 def evaluate_task(policy, task, params: SamplingParams, ks=(1,), template=None) -> EvalResult:
@@ -79,7 +70,7 @@ def evaluate_task(policy, task, params: SamplingParams, ks=(1,), template=None) 
 def compare_models(models: list[str], task, params: SamplingParams, ks, store=None,
                    load=None) -> dict:
     """Evaluate several models on one task; samples go to the store, one row per sample."""
-    from corral.core.config import ModelConfig
+    from corral.core.sections import ModelConfig
     from corral.model.policy import load_policy
 
     load = load or (lambda name: load_policy(ModelConfig(name=name), None, for_training=False))

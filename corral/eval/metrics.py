@@ -8,6 +8,8 @@ import math
 import random
 from collections.abc import Sequence
 
+from corral.graders.base import passed
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k).
@@ -79,12 +81,6 @@ def bootstrap_ci(values: Sequence[float], iters: int = 1000, seed: int = 0,
     return lo, hi
 
 
-def is_correct(score, pass_threshold: float = 1.0) -> bool:
-    """A Score passes when its grader says so, else when its value reaches pass_threshold."""
-    passed = getattr(score, "passed", None)
-    return bool(passed) if passed is not None else float(score.value) >= pass_threshold
-
-
 def summarize(per_item: Sequence[Sequence], ks: Sequence[int] = (1,),
               pass_threshold: float = 1.0) -> dict[str, float]:
     """Flat metrics over items, each a list of Score-like results of its samples.
@@ -100,7 +96,7 @@ def summarize(per_item: Sequence[Sequence], ks: Sequence[int] = (1,),
         raise ValueError("summarize: an item has no samples")
     columns: dict[str, list[float]] = {
         "mean": [math.fsum(float(s.value) for s in scores) / len(scores) for scores in per_item]}
-    correct = [[is_correct(s, pass_threshold) for s in scores] for scores in per_item]
+    correct = [[passed(s, pass_threshold) for s in scores] for scores in per_item]
     has_answers = any(getattr(s, "answer", None) is not None for scores in per_item for s in scores)
     for k in sorted({k for k in ks if 1 <= k <= n_samples}):
         columns[f"pass@{k}"] = [pass_at_k(len(flags), sum(flags), k) for flags in correct]

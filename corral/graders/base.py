@@ -47,3 +47,10 @@ class BaseGrader:
 
     def grade_batch(self, pairs: list[tuple[dict, Sample]]) -> list[Score]:
         return [self.grade(item, sample) for item, sample in pairs]
+
+
+def passed(score, threshold: float = 1.0) -> bool:
+    """The one pass rule: a Score passes when its grader says so (`passed`), else when its
+    value reaches `threshold` (1.0 unless the caller was told otherwise)."""
+    verdict = getattr(score, "passed", None)
+    return bool(verdict) if verdict is not None else float(score.value) >= threshold

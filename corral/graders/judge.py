@@ -284,14 +284,14 @@ def default_judge(model: str | None = None) -> Judge:
     return local_judge(chosen or DEFAULT_JUDGE_MODEL)
 
 
-_ENGINES: dict = {}  # model name -> Engine: one load per process, shared by every grader
-
-
 def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
     """A judge answered by a local model through corral's generation engine. The grader's
     sampling_params apply (temperature default 0 = greedy; max_completions_tokens, top_p,
-    seed); a "developer" message is given to the model as "system"."""
+    seed); a "developer" message is given to the model as "system". The model loads at the
+    first batch and stays with this judge (every grader of one spec shares it)."""
     from corral.infer.engine import SamplingParams
+
+    engine = []  # loaded on first use
 
     def batch(conversations: list[list[dict]], sp: dict) -> list[str]:
         limit = sp.get("max_completions_tokens") or sp.get("max_tokens") or max_new_tokens
@@ -300,7 +300,9 @@ def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
                                 top_p=float(sp.get("top_p", 1.0)), seed=int(sp.get("seed", 0)))
         chats = [[{"role": "system" if m["role"] == "developer" else m["role"],
                    "content": m["content"]} for m in messages] for messages in conversations]
-        return [gens[0].text for gens in _local_engine(model).generate_chat(chats, params)]
+        if not engine:
+            engine.append(_local_engine(model))
+        return [gens[0].text for gens in engine[0].generate_chat(chats, params)]
 
     def judge(messages: list[dict], sampling_params: dict) -> str:
         return batch([messages], sampling_params)[0]
@@ -310,15 +312,13 @@ def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
 
 
 def _local_engine(model: str):
-    if model not in _ENGINES:
-        from corral.core.config import ModelConfig
-        from corral.infer.engine import Engine
-        from corral.model.policy import load_policy
+    from corral.core.sections import ModelConfig
+    from corral.infer.engine import engine_for
+    from corral.model.policy import load_policy
 
-        try:
-            policy = load_policy(ModelConfig(name=model), None, for_training=False)
-        except CorralError as exc:
-            raise CorralError(f"judge model {model!r} cannot be loaded here ({exc}); "
-                              f"{_JUDGE_HELP}.") from None
-        _ENGINES[model] = Engine.hf(policy.model, policy.tokenizer)
-    return _ENGINES[model]
+    try:
+        policy = load_policy(ModelConfig(name=model), None, for_training=False)
+    except CorralError as exc:
+        raise CorralError(f"judge model {model!r} cannot be loaded here ({exc}); "
+                          f"{_JUDGE_HELP}.") from None
+    return engine_for(policy)

@@ -1,6 +1,6 @@
 """OpenAI grader JSON (string_check, text_similarity, score_model, label_model, python, multi).
 
-`load_grader(spec)` builds a grader, `validate_grader(spec)` lists what is wrong with a spec,
+`load_openai_grader(spec)` builds a grader, `validate_grader(spec)` lists what is wrong with a spec,
 `run_grader(spec, item, sample_text)` answers like OpenAI's graders "run" endpoint.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from corral.graders.spec import (
 __all__ = [
     "ERROR_FLAGS", "GRADER_TYPES", "Judge", "JudgeError", "LabelModelGrader", "MultiGrader",
     "PythonGrader", "ScoreModelGrader", "SpecGrader", "StringCheckGrader", "TextSimilarityGrader",
-    "http_judge", "load_grader", "parse_label", "parse_score", "render", "run_grader",
+    "http_judge", "load_openai_grader", "parse_label", "parse_score", "render", "run_grader",
     "template_errors", "validate_grader",
 ]
 
@@ -255,7 +255,7 @@ def _build(spec: dict, judge: Judge | None) -> SpecGrader:
     return GRADER_TYPES[spec["type"]](spec, judge)
 
 
-def _read_spec(source: dict | str | Path) -> tuple[dict, str]:
+def read_spec_file(source: dict | str | Path) -> tuple[dict, str]:
     if isinstance(source, dict):
         return source, "grader"
     path = Path(source)
@@ -276,11 +276,11 @@ def _read_spec(source: dict | str | Path) -> tuple[dict, str]:
         raise CorralError(f"{path}: not valid JSON ({exc}); fix the grader file.") from None
 
 
-def load_grader(spec: dict | str | Path, judge: Judge | None = None) -> SpecGrader:
+def load_openai_grader(spec: dict | str | Path, judge: Judge | None = None) -> SpecGrader:
     """Build a grader from a spec dict or a .json/.yaml file; raise CorralError if it is invalid.
 
     `judge` serves score_model and label_model graders (also inside multi)."""
-    spec, where = _read_spec(spec)
+    spec, where = read_spec_file(spec)
     errors = validate_grader(spec)
     if errors:
         prefix = "" if where == "grader" else f"{where}: "  # dict specs: errors name grader.*
@@ -300,7 +300,7 @@ def _collect_errors(details: dict, errors: dict) -> None:
 def run_grader(spec: dict, item: dict, sample_text: str, judge: Judge | None = None) -> dict:
     """Grade one sample the way OpenAI's `graders/run` answers:
     {"reward", "sub_rewards", "metadata": {"errors", "name", "type", "execution_time"}}."""
-    grader = load_grader(spec, judge)
+    grader = load_openai_grader(spec, judge)
     start = time.perf_counter()
     score = grader.grade(item, Sample.of(sample_text))
     errors = dict.fromkeys(ERROR_FLAGS, False)

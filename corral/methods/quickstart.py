@@ -6,14 +6,16 @@ from __future__ import annotations
 import time
 from importlib import resources
 
-from corral.core.config import SFTConfig, load_config
-from corral.data.batching import pack
+from corral.core.config import load_config
+from corral.core.records import Item, Message
+from corral.core.sections import SFTConfig
 from corral.data.readers import read_rows
 from corral.eval.evaluate import evaluate
-from corral.infer.engine import Engine, SamplingParams
 from corral.graders.rules import NumericAnswer
-from corral.core.records import Item, Message
-from corral.methods.sft import heldout_loss, prepare, run_sft
+from corral.infer.engine import SamplingParams, engine_for
+from corral.methods.runner import heldout, launch, prepare
+from corral.methods.sft import METHOD
+from corral.objectives.sft import SFT
 
 
 def asset(name: str) -> str:
@@ -31,13 +33,13 @@ def load_eval_items(path: str) -> list[Item]:
 
 
 def _grade(policy, items, max_new_tokens=40):
-    engine = Engine.hf(policy.model, policy.tokenizer, batch_size=64)
+    engine = engine_for(policy, batch_size=64)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, n=1)
     return evaluate(engine, items, NumericAnswer(), params, ks=(1,))
 
 
 def _measure(policy, cfg, splits, val_batches) -> dict:
-    out = {"dev loss": heldout_loss(policy, val_batches).get("loss", float("nan"))}
+    out = {"dev loss": heldout(SFT(), val_batches)(policy, 0).get("loss", float("nan"))}
     results = {}
     for split, items in splits.items():
         results[split] = _grade(policy, items)
@@ -56,13 +58,13 @@ def quickstart(root: str = "runs", steps: int = 0, n_eval: int = 50, log=print) 
         overrides.append(f"train.max_steps={steps}")
     cfg = load_config(SFTConfig, None, overrides)
     log("corral quickstart: LoRA SFT of smollm2-135m-instruct on built-in arithmetic problems")
-    policy, _, val_examples = prepare(cfg)
-    val_batches = pack(val_examples, cfg.train.batch_tokens)
+    setup, built = prepare(METHOD, cfg)
+    policy, val_batches = setup.policy, built.val_batches
     splits = {name: load_eval_items(asset(f"quickstart_{name}.jsonl"))[:n_eval]
               for name in ("dev", "unseen")}
     before, before_results = _measure(policy, cfg, splits, val_batches)
     log("before: " + _line(before))
-    store = run_sft(cfg, policy=policy, log=log)
+    store = launch(METHOD, cfg, setup, built, log=log)
     after, after_results = _measure(policy, cfg, splits, val_batches)
     log("after:  " + _line(after))
     log(_table(before, after))

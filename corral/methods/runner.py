@@ -1,16 +1,113 @@
-"""What every training command shares: open the run, record lineage, print the plan, train.
+"""The method contract and the one runner every training method goes through.
 
-    store = open_run(cfg, "dpo", data_files=[cfg.data.train])
-    fit(policy, objective, source, cfg, store, evaluator, log=print, extra={"beta": 0.1})
+A method module declares its config (the shared sections + its own) and one `build` function;
+`run(method, cfg)` does the rest, in this order, once for every method:
+
+    validate config -> read + validate data -> refuse sealed unseen rows -> seed -> load model
+    -> check chat template -> build (objective, batch source, evaluators) -> open the run
+    -> before_fit (reference cache, signal check) -> the loop -> final eval -> report
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from corral.core.config import to_dict
+import torch
+
+from corral.core.config import to_dict, validate_config
 from corral.core.errors import CorralError
+from corral.data.render import check_template
+from corral.data.splits import refuse_unseen
+from corral.eval.evaluate import combine, task_evaluator
+from corral.model.policy import load_policy
 from corral.store.runs import RunStore, new_run_name
 from corral.train.loop import plan, train
+
+
+@dataclass
+class Setup:
+    """What the runner hands `build`: the validated data, the loaded model and its template."""
+    data: object
+    policy: object
+    template: str | None
+
+
+@dataclass
+class Built:
+    """What the loop needs, from a method's `build`."""
+    objective: object
+    source: object  # a BatchSource (DatasetSource, RolloutSource)
+    val_batches: list = field(default_factory=list)  # held-out: the objective's loss + metrics
+    evaluator: Callable | None = None  # extra (policy, step) -> metrics, e.g. graded dev
+    numbers: dict = field(default_factory=dict)  # printed in the plan, kept in lineage
+    before_fit: Callable | None = None  # (store, log) once the run is open, before step 1
+    eval_before: bool = False  # evaluate at step 0 too (a learning curve's first point)
+    policy: object = None  # set when build wraps the policy (PPO's actor-critic)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method: a command name, its config class and its builder."""
+    name: str
+    config: type
+    build: Callable  # (cfg, Setup) -> Built
+    read: Callable  # (cfg) -> validated data, before any model loads
+    summary: str
+    data_hint: str = "set data.train=FILE (jsonl, json, parquet or HF id)"
+    fresh_adapter: bool = False  # methods with a reference train a new adapter on a saved one
+    load: Callable | None = None  # (cfg) -> model; default: the policy of model.* and lora.*
+    forced: tuple = ()  # overrides the command always applies (simpo: dpo.loss=simpo)
+    report: Callable | None = None  # (store, log) after training
+    chat_template: bool = True  # refuse a model without one (reward models may read text)
+    doc: str = ""  # the docs page of the method
+
+
+def prepare(method: Method, cfg, policy=None) -> tuple[Setup, Built]:
+    """Everything before the run folder exists: any mistake stops here, leaving nothing."""
+    validate_config(cfg)
+    data = cfg.data
+    if not (data.train or getattr(data, "task", "")):
+        raise CorralError(f"no training data: {method.data_hint}")
+    if data.train:
+        refuse_unseen(data.train, data.unseen)
+    records = method.read(cfg)
+    if policy is None:
+        torch.manual_seed(cfg.train.seed)  # LoRA's (and heads') initial weights come from this
+        policy = method.load(cfg) if method.load else \
+            load_policy(cfg.model, cfg.lora, fresh_adapter=method.fresh_adapter)
+    template = check_template(policy.tokenizer, cfg.model.template or None) \
+        if method.chat_template else (cfg.model.template or None)
+    setup = Setup(records, policy, template)
+    built = method.build(cfg, setup)
+    if built.policy is None:
+        built.policy = policy
+    return setup, built
+
+
+def launch(method: Method, cfg, setup: Setup, built: Built, log=print) -> RunStore:
+    """Open the run, run `before_fit`, train with the one loop, report."""
+    store = open_run(cfg, method.name)
+    if built.before_fit is not None:
+        built.before_fit(store, log)
+    evaluator = combine(heldout(built.objective, built.val_batches) if built.val_batches
+                        else None, built.evaluator, task_evaluator(cfg.eval, setup.template))
+    if evaluator is not None and built.eval_before and not cfg.run.resume:
+        with torch.no_grad():
+            metrics = evaluator(built.policy, 0)
+        store.append_metrics(0, {f"eval/{k}": v for k, v in metrics.items()})
+    fit(built.policy, built.objective, built.source, cfg, store, method.name,
+        [cfg.data.train, getattr(cfg.data, "validation", "")], evaluator=evaluator, log=log,
+        extra=built.numbers)
+    if method.report is not None:
+        method.report(store, log)
+    return store
+
+
+def run(method: Method, cfg, policy=None, log=print) -> RunStore:
+    """Train `cfg` with `method`; returns the run's store (`final/` holds the model)."""
+    setup, built = prepare(method, cfg, policy)
+    return launch(method, cfg, setup, built, log)
 
 
 def open_run(cfg, method: str) -> RunStore:
@@ -37,6 +134,26 @@ def fit(policy, objective, source, cfg, store: RunStore, method: str, data_files
                      resume=cfg.run.resume)
     finally:
         store.close()
+
+
+def heldout(objective, batches):
+    """An evaluator: the objective's loss and metrics over held-out batches, each divided by
+    the summed weight (per target token for SFT, per pair for DPO and reward models)."""
+    @torch.no_grad()
+    def evaluate(policy, step) -> dict:
+        was_training = policy.model.training
+        policy.model.eval()  # no dropout
+        total_w, sums = 0.0, {}
+        try:
+            for batch in batches:
+                loss, metrics = objective(policy, batch.to(policy.device))
+                total_w += objective.weight(batch)
+                for k, v in {"loss": loss, **metrics}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+        finally:
+            policy.model.train(was_training)
+        return {k: v / total_w for k, v in sums.items()} if total_w > 0 else {}
+    return evaluate
 
 
 def _fmt(value):

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import torch.utils.checkpoint  # binds `torch` too; checkpoint is used by token_logps
 
-from corral.model.attention import use_varlen
-from corral.core.config import LoraConfig, ModelConfig
 from corral.core.errors import CorralError
+from corral.core.sections import LoraConfig, ModelConfig
+from corral.model.attention import use_varlen
 from corral.model.resolve import _ACCEPTS, EMBEDDED, resolve_model
 
 

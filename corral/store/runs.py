@@ -10,13 +10,20 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from corral.core.errors import CorralError
+from corral.core.io import (  # noqa: F401 (atomic_write_* re-exported)
+    append_lines,
+    atomic_write_bytes,
+    atomic_write_text,
+    file_sha256,
+    fsync_dir,
+    read_jsonl,
+)
 
 _SINK_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 
@@ -26,63 +33,14 @@ def new_run_name(prefix: str) -> str:
     return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes a rename durable; some filesystems and platforms refuse to open a directory.
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _append_lines(path: Path, lines: list[str]) -> None:
-    # Appends cannot be temp+rename without rewriting the file; flush+fsync bounds the loss
-    # to a torn last line, which read_jsonl skips.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
-        f.flush()
-        os.fsync(f.fileno())
 
 
-def read_jsonl(path) -> list[dict]:
-    """Rows of a JSON-lines file; unparsable lines (a write torn by a crash) are skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def _plain(value):
@@ -105,7 +63,7 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             with open(os.path.join(dirpath, name), "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
 def _publish_dir(tmp: Path, dest: Path) -> None:
@@ -118,17 +76,25 @@ def _publish_dir(tmp: Path, dest: Path) -> None:
             shutil.rmtree(old)
         os.replace(dest, old)
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+
+
+def resolve_run(name: str, root: str = "runs") -> Path | None:
+    """The run directory `name` means (a path to a run, or <root>/<name>), or None."""
+    for candidate in (Path(name).expanduser(), Path(root) / name):
+        if (candidate / "final").is_dir() or (candidate / "config.yaml").is_file():
+            return candidate
+    return None
+
+
+def run_model_path(name: str, root: str = "runs") -> str:
+    """A run name or run dir means its final model; anything else is a model name as given."""
+    run = resolve_run(name, root)
+    return str(run / "final") if run is not None and (run / "final").is_dir() else name
 
 
 def _data_entry(path) -> dict:
@@ -176,7 +142,7 @@ class RunStore:
     def append_metrics(self, step: int, metrics: dict) -> dict:
         """Append one row `{step, time, **metrics}` to metrics.jsonl (and the sinks)."""
         row = {"step": int(step), "time": round(time.time(), 3), **_plain(metrics)}
-        _append_lines(self.path / "metrics.jsonl", [json.dumps(row)])
+        append_lines(self.path / "metrics.jsonl", [json.dumps(row)])
         for sink in self._open_sinks():
             sink.log(int(step), {k: v for k, v in row.items() if _is_number(v)
                                  and k not in ("step", "time")})
@@ -195,7 +161,17 @@ class RunStore:
 
     def append_samples(self, rows: list[dict]) -> None:
         if rows:
-            _append_lines(self.path / "samples.jsonl", [json.dumps(_plain(r)) for r in rows])
+            append_lines(self.path / "samples.jsonl", [json.dumps(_plain(r)) for r in rows])
+
+    def write_artifact(self, name: str, data: bytes) -> Path:
+        """A method's own file in the run (e.g. cached reference log-probs), written atomically."""
+        path = self.path / name
+        atomic_write_bytes(path, data)
+        return path
+
+    def read_artifact(self, name: str) -> bytes | None:
+        path = self.path / name
+        return path.read_bytes() if path.is_file() else None
 
     def write_lineage(self, base_model: str, data_files: list, parent_run: str = "",
                       extra: dict | None = None) -> Path:

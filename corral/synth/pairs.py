@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from corral.core.errors import CorralError
-from corral.infer.engine import Engine, SamplingParams
-from corral.graders.base import Sample
-from corral.store.runs import atomic_write_text
+from corral.core.io import atomic_write_text
+from corral.core.records import as_dicts
+from corral.graders.base import Sample, passed
+from corral.infer.engine import SamplingParams, engine_for
 
 
 @dataclass
@@ -18,10 +19,6 @@ class PairsResult:
     feedback: list = field(default_factory=list)  # prompt/completion/label rows
     stats: dict = field(default_factory=dict)
     origin: dict = field(default_factory=dict)  # model, grader, task, sampling
-
-
-def _passes(score, threshold: float) -> bool:
-    return bool(score.passed) if score.passed is not None else score.value >= threshold
 
 
 def _assistant(text: str) -> list[dict]:
@@ -36,7 +33,7 @@ def _item_rows(prompt, graded, origin: dict, threshold: float):
         if not text.strip() or text in seen:
             continue  # empty content is not a valid message; a repeat adds no information
         seen.add(text)
-        if _passes(score, threshold):
+        if passed(score, threshold):
             if finished:
                 good.append((text, score.value))
         else:
@@ -63,8 +60,8 @@ def make_pairs(policy, task, n: int = 4, params: SamplingParams | None = None, g
     params = replace(params or SamplingParams(temperature=1.0, max_new_tokens=256, seed=0), n=n)
     grader = grader or task.grader
     items = task.prompt_items()
-    engine = Engine.hf(policy.model, policy.tokenizer, batch_size=batch_size)
-    conversations = [[{"role": m.role, "content": m.content} for m in it.messages]
+    engine = engine_for(policy, batch_size=batch_size)
+    conversations = [as_dicts(it.messages)
                      for it in items]
     generations = engine.generate_chat(conversations, params)
     scores = grader.grade_batch([(it.grader_item(), Sample.of(g.text))
@@ -80,9 +77,9 @@ def make_pairs(policy, task, n: int = 4, params: SamplingParams | None = None, g
         pref, feed = _item_rows(conv, graded, {**origin, "item": item.source}, threshold)
         result.preference += pref
         result.feedback += feed
-    passed = sum(_passes(s, threshold) for s in scores)
+    n_passed = sum(passed(s, threshold) for s in scores)
     result.stats = {"prompts": len(items), "samples": len(scores),
-                    "pass_rate": passed / max(1, len(scores)),
+                    "pass_rate": n_passed / max(1, len(scores)),
                     "pairs": len(result.preference), "kto_rows": len(result.feedback),
                     "kto_desirable": sum(r["label"] for r in result.feedback)}
     log("pairs: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"

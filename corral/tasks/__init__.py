@@ -2,6 +2,7 @@
 
     task = get_task("gsm8k", split="test", data="../shared/data/gsm8k/test.jsonl", limit=50)
     task.conversations()  # chat prompts, with the task's system prompt and few-shot examples
+    task.sft_records()    # the same prompts answered by their reference solutions, for SFT
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from corral.core.errors import CorralError
-from corral.core.records import Item, Message
+from corral.core.records import Chat, Item, Message, as_dicts, as_messages
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Task:
     grader: object  # a Grader
     system_prompt: str = ""
     few_shot: list = field(default_factory=list)  # [(user, assistant), ...]
+    solutions: list = field(default_factory=list)  # reference answers, parallel to items
 
     def conversation(self, item: Item) -> list[dict]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt \
@@ -26,16 +28,25 @@ class Task:
         for user, assistant in self.few_shot:
             messages += [{"role": "user", "content": user},
                          {"role": "assistant", "content": assistant}]
-        return messages + [{"role": m.role, "content": m.content} for m in item.messages]
+        return messages + as_dicts(item.messages)
 
     def conversations(self) -> list[list[dict]]:
         return [self.conversation(item) for item in self.items]
 
     def prompt_items(self) -> list[Item]:
         """Items whose messages already carry the system prompt and few-shot turns."""
-        return [Item(messages=tuple(Message(m["role"], m["content"])
-                                    for m in self.conversation(item)),
-                     fields=item.fields, source=item.source) for item in self.items]
+        return [Item(messages=as_messages(self.conversation(item)), fields=item.fields,
+                     source=item.source) for item in self.items]
+
+    def sft_records(self) -> list[Chat]:
+        """The items as chat demonstrations for SFT: each prompt rendered exactly as
+        evaluation renders it (system prompt, few-shot turns), answered by its solution."""
+        if len(self.solutions) != len(self.items) or not self.items:
+            raise CorralError(f"task '{self.name}' has no reference solutions to train on; "
+                              "give data.train=FILE of demonstrations instead")
+        return [Chat(messages=item.messages + (Message("assistant", solution),),
+                     source=item.source)
+                for item, solution in zip(self.prompt_items(), self.solutions)]
 
 
 def _builders():
@@ -70,37 +81,9 @@ def get_task(name: str, split: str = "dev", data: str = "", grader: str = "", li
 
 def _file_task(path: str, grader_spec: str) -> Task:
     from corral.data.readers import load_items
+    from corral.graders.load import load_grader
 
     if not grader_spec:
         raise CorralError(f"task file '{path}' needs a grader: pass --grader GRADER.json "
                           "or a built-in rule name such as numeric")
-    return Task(name=path, items=load_items(path), grader=load_any_grader(grader_spec))
-
-
-def load_any_grader(spec: str):
-    """A grader JSON file or inline JSON (OpenAI format, or {"type": "reward_model", ...}),
-    or a built-in rule grader name."""
-    import json
-    import os
-    from pathlib import Path
-
-    from corral.graders.rules import RULE_GRADERS, make_rule_grader
-
-    if spec in RULE_GRADERS:
-        return make_rule_grader(spec)
-    from corral.graders.openai import load_grader
-
-    if os.path.exists(spec):
-        parsed = json.loads(Path(spec).read_text(encoding="utf-8")) if spec.endswith(".json") \
-            else spec
-    else:
-        try:
-            parsed = json.loads(spec)
-        except json.JSONDecodeError:
-            raise CorralError(f"grader '{spec}' is neither a file, inline JSON, nor a built-in "
-                              f"rule ({', '.join(sorted(RULE_GRADERS))})") from None
-    if isinstance(parsed, dict) and parsed.get("type") == "reward_model":
-        from corral.methods.rm import reward_model_grader
-
-        return reward_model_grader(parsed)
-    return load_grader(parsed)
+    return Task(name=path, items=load_items(path), grader=load_grader(grader_spec))

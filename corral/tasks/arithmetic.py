@@ -59,16 +59,17 @@ def to_chat(row: dict) -> dict:
 def build(split: str = "dev", data: str = "", seed: int = 0, few_shot: int = 0, levels=(2, 3),
           size: int = 200):
     """The `arithmetic` task: split membership comes from the content hash, as `corral split`."""
-    from corral.graders.rules import NumericAnswer
+    from corral.core.io import content_hash
     from corral.core.records import Item, Message
-    from corral.data.splits import assign, row_hash
+    from corral.data.splits import assign
+    from corral.graders.rules import NumericAnswer
     from corral.tasks import Task
 
     if split not in ("train", "dev", "unseen"):
         raise ValueError(f"arithmetic has splits train, dev, unseen, not '{split}'")
-    items, shots = [], []
+    items, shots, solutions = [], [], []
     for row in make_rows(size * 12, seed=seed, levels=levels):
-        name = assign(row_hash(row), dev=0.1, unseen=0.1)
+        name = assign(content_hash(row), dev=0.1, unseen=0.1)
         if name == "train" and len(shots) < few_shot:
             shots.append((f"{row['question']} {INSTRUCTION}", row["answer"]))
         if name == split and len(items) < size:
@@ -76,4 +77,6 @@ def build(split: str = "dev", data: str = "", seed: int = 0, few_shot: int = 0, 
             items.append(Item(messages=(Message("user", f"{row['question']} {INSTRUCTION}"),),
                               fields={"answer": answer, "level": row["level"]},
                               source=f"arithmetic:{split}:{len(items) + 1}"))
-    return Task(name="arithmetic", items=items, grader=NumericAnswer(), few_shot=shots)
+            solutions.append(row["answer"])
+    return Task(name="arithmetic", items=items, grader=NumericAnswer(), few_shot=shots,
+                solutions=solutions)

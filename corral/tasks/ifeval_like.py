@@ -13,9 +13,9 @@ SPLIT_SEEDS = {"train": 0, "dev": 1, "unseen": 2}
 
 
 def build(split: str = "dev", data: str = "", seed: int = 0, few_shot: int = 0, size: int = 100):
+    from corral.core.records import Item, Message
     from corral.graders.ifeval import describe, sample_instructions
     from corral.graders.rules import make_rule_grader
-    from corral.core.records import Item, Message
     from corral.tasks import Task
 
     if split not in SPLIT_SEEDS:

@@ -15,8 +15,8 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from corral.core.config import TrainConfig
 from corral.core.errors import CorralError
+from corral.core.sections import TrainConfig
 from corral.store.runs import RunStore
 
 SCHEDULES = ("cosine", "linear", "constant")

@@ -3,16 +3,18 @@ grades -> rewards -> advantages -> packed padding-free batches with per-token ex
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
+from functools import partial
 
 import torch
 
-from corral.objectives import losses as L
-from corral.data.batching import Batch, collate, plan
-from corral.data.render import Example, render_prompt
 from corral.core.errors import CorralError
-from corral.infer.engine import Engine, SamplingParams
-from corral.graders.base import BaseGrader, Sample, Score
+from corral.data.batching import Batch, RolloutBatch, collate, plan
+from corral.data.render import Example, render_prompt
+from corral.graders.base import Sample
+from corral.infer.engine import SamplingParams, engine_for
+from corral.objectives import losses as L
+from corral.train.advantages import ESTIMATORS
 
 
 @dataclass
@@ -40,90 +42,7 @@ class Trajectory:
         return math.fsum(self.token_rewards) if self.token_rewards is not None else self.score
 
 
-@dataclass
-class RolloutBatch(Batch):
-    """A packed Batch plus per-label-position tensors [N] in `token_logps` order."""
-    old_logps: torch.Tensor | None = None
-    advantages: torch.Tensor | None = None
-    seq_ids: torch.Tensor | None = None  # 0..n_seqs-1 within this micro-batch
-    ref_logps: torch.Tensor | None = None
-    values: torch.Tensor | None = None
-    returns: torch.Tensor | None = None
-    n_seqs: int = 0
-    stats: dict = field(default_factory=dict)  # rollout-level means (reward, zero_var_frac)
-
-    def to(self, device) -> RolloutBatch:
-        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
-                 if torch.is_tensor(getattr(self, f.name))}
-        return replace(self, **moved)
-
-
-class WeightedGraders(BaseGrader):
-    """Several graders as one: reward = Σ weight_i · value_i (details keep each value)."""
-    name = "weighted"
-
-    def __init__(self, parts: list):
-        self.parts = [(g, float(w)) for g, w in parts]
-
-    def grade_batch(self, pairs):
-        columns = [(g.grade_batch(pairs), w, getattr(g, "name", f"grader{i}"))
-                   for i, (g, w) in enumerate(self.parts)]
-        out = []
-        for j in range(len(pairs)):
-            scores = [(c[j], w, name) for c, w, name in columns]
-            value = math.fsum(w * s.value for s, w, _ in scores)
-            first = scores[0][0]
-            out.append(Score(value=value, passed=first.passed, answer=first.answer,
-                             details={name: s.value for s, _, name in scores}))
-        return out
-
-    def grade(self, item, sample):
-        return self.grade_batch([(item, sample)])[0]
-
-
 # ---------------------------------------------------------------- advantage estimators
-def _per_sequence(trajs, values) -> None:
-    for t, a in zip(trajs, values.tolist()):
-        t.advantages = [a] * len(t.completion_ids)
-
-
-def group_estimator(trajs, n, rl) -> None:
-    """GRPO: (r − group mean) / (std + ε), std per group / batch / none, per sequence."""
-    rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64)
-    _per_sequence(trajs, L.group_advantages(rewards, n, rl.eps, rl.scale))
-
-
-def rloo_estimator(trajs, n, rl) -> None:
-    rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64)
-    _per_sequence(trajs, L.rloo_advantages(rewards, n))
-
-
-def reinforce_pp_estimator(trajs, n, rl) -> None:
-    """REINFORCE++: reward-to-go of the per-token rewards, whitened over all tokens."""
-    togo = [torch.tensor(t.token_rewards, dtype=torch.float64).flip(0).cumsum(0).flip(0)
-            for t in trajs]
-    flat = L.whiten(torch.cat(togo))
-    sizes = [len(t.completion_ids) for t in trajs]
-    for t, a in zip(trajs, flat.split(sizes)):
-        t.advantages = a.tolist()
-
-
-def gae_estimator(trajs, n, rl) -> None:
-    """GAE over per-token rewards and a value head's values (PPO), whitened over tokens."""
-    if any(t.values is None for t in trajs):
-        raise CorralError("rl.advantage=gae needs a value model (PPO); use group, rloo or "
-                          "reinforce_pp here")
-    advs = [L.gae(torch.tensor(t.token_rewards, dtype=torch.float64),
-                  torch.tensor(t.values, dtype=torch.float64), rl.gamma, rl.lam)[0]
-            for t in trajs]
-    flat = L.whiten(torch.cat(advs))
-    for t, a, raw in zip(trajs, flat.split([len(t.completion_ids) for t in trajs]), advs):
-        t.advantages = a.tolist()
-        t.returns = (raw + torch.tensor(t.values, dtype=torch.float64)).tolist()
-
-
-ESTIMATORS = {"group": group_estimator, "rloo": rloo_estimator,
-              "reinforce_pp": reinforce_pp_estimator, "gae": gae_estimator}
 
 
 def group_stats(trajs, n: int) -> dict:
@@ -152,13 +71,16 @@ class RolloutSource:
     """
 
     def __init__(self, policy, items, grader, rl, batch_tokens: int, seed: int = 0,
-                 template=None, engine=None, on_rollout=None, max_prompt_length: int = 1024):
+                 template=None, engine=None, on_rollout=None, max_prompt_length: int = 1024,
+                 estimator=None):
         if not items:
             raise CorralError("no training prompts; set data.train=FILE or data.task=NAME")
         self.policy, self.items, self.grader, self.rl = policy, list(items), grader, rl
         self.batch_tokens, self.seed, self.on_rollout = batch_tokens, seed, on_rollout
         self.max_prompt_length = max_prompt_length
-        self.engine = engine or Engine.hf(policy.model, policy.tokenizer, rl.gen_batch_size)
+        # (trajs) -> None, setting advantages; the method picks it (GAE reads PPO's section)
+        self.estimator = estimator or partial(ESTIMATORS[rl.advantage], n=rl.n, options=rl)
+        self.engine = engine or engine_for(policy, rl.gen_batch_size)
         self.prompt_ids = [render_prompt(it.messages, policy.tokenizer, template)
                            for it in self.items]
         self._check_lengths()
@@ -245,7 +167,7 @@ class RolloutSource:
                 rewards = [x - rl.kl_coef * k for x, k in zip(rewards, kl.tolist())]
                 kl_sums.append(float(kl.sum()))
             t.token_rewards = rewards
-        ESTIMATORS[rl.advantage](trajs, rl.n, rl)
+        self.estimator(trajs)
         stats = group_stats(trajs, rl.n)
         if kl_sums:  # KL(policy || reference) per sequence, summed over its tokens
             stats["kl_seq"] = sum(kl_sums) / len(kl_sums)
