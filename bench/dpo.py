@@ -64,7 +64,8 @@ def run_corral(spec: dict) -> dict:
     from corral.methods.dpo import METHODS, DPOConfig
     from corral.methods.runner import prepare
     from corral.store.runs import RunStore
-    from corral.train.loop import DatasetSource, train
+    from corral.train.loop import train
+    from corral.train.sources import DatasetSource
 
     torch.manual_seed(SEED)
     cfg = load_config(DPOConfig, None, [

@@ -117,7 +117,8 @@ def run_corral(spec: dict) -> dict:
     from corral.methods.sft import METHOD
     from corral.objectives.sft import SFT
     from corral.store.runs import RunStore
-    from corral.train.loop import DatasetSource, train
+    from corral.train.loop import train
+    from corral.train.sources import DatasetSource
 
     torch.manual_seed(SEED)
     cfg = load_config(SFTConfig, None, [

@@ -9,12 +9,12 @@ from corral.core.errors import CorralError
 from corral.graders import similarity
 from corral.graders.arith import safe_eval, validate_expr
 from corral.graders.base import Sample, Score
+from corral.graders.load import load_grader
 from corral.graders.openai import (
     GRADER_TYPES,
     run_grader,
     validate_grader,
 )
-from corral.graders.load import load_grader
 
 
 def fixed_judge(reply):

@@ -148,3 +148,18 @@ def test_gae_against_naive_loop():
 def test_clipped_value_loss():
     """V = 1.0, V_old = 0.5, R = 0: clipped V = 0.7 → max(1, 0.49)/2 = 0.5."""
     assert L.clipped_value_loss(t([1.0]), t([0.5]), t([0.0])).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("x", [-1e-3, -1e-4, -1e-5, -1e-6, -1e-7, -1e-8])
+def test_orpo_log_odds_stable_for_confident_responses(x):
+    """log odds = x − log(1 − eˣ) and its gradient 1 + eˣ/(1 − eˣ) = 1/(1 − eˣ), in fp32,
+    against float64 (eˣ by expm1 there too); the old log1p(−exp) form was 1e-3 off at 1e-6."""
+    ref_x = torch.tensor([x], dtype=torch.float64)
+    expected = float(ref_x - torch.log(-torch.expm1(ref_x)))
+    expected_grad = float(-1 / torch.expm1(ref_x))
+    value = torch.tensor([x], dtype=torch.float32, requires_grad=True)
+    out = L.log_odds(value)
+    out.backward()
+    assert float(out) == pytest.approx(expected, rel=1e-6)
+    assert float(value.grad) == pytest.approx(expected_grad, rel=1e-4)
+    assert torch.isfinite(L.log_odds(torch.zeros(1))).all()  # p = 1 exactly: finite

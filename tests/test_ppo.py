@@ -13,8 +13,8 @@ from corral.core.errors import CorralError
 from corral.methods.ppo import load_ppo_config, run_ppo
 from corral.methods.rl import load_rl_config
 from corral.model.heads import VALUE_HEAD_FILE, ActorCritic
-from corral.objectives.policy_gradient import PPOObjective
 from corral.objectives import losses as L
+from corral.objectives.policy_gradient import PPOObjective
 from corral.store.runs import read_jsonl
 from corral.testing import save_tiny
 from tests.test_rl import frequent_char, tiny_policy, write_task

@@ -10,15 +10,14 @@ from corral.core.config import load_config
 from corral.core.errors import CorralError
 from corral.core.records import Message, Preference
 from corral.core.sections import LoraConfig
-from corral.data.readers import load_preference_records
 from corral.data.batching import collate_pairs as collate
 from corral.data.batching import feedback_batches, pair_batches
 from corral.data.pairs import render_feedback, render_pairs, split_pairs
+from corral.data.readers import load_preference_records
 from corral.methods.dpo import DPOConfig, attach_reference
 from corral.methods.kto import METHOD as KTO_METHOD
 from corral.methods.kto import KTOConfig, load_feedback
 from corral.methods.runner import prepare
-from corral.store.runs import RunStore
 from corral.model.policy import Policy
 from corral.objectives.preference import (
     DPO,
@@ -28,6 +27,7 @@ from corral.objectives.preference import (
     reference_logps,
     sequence_logps,
 )
+from corral.store.runs import RunStore
 from corral.synth.pairs import make_pairs, write_pairs
 from corral.testing import tiny_model, tiny_tokenizer
 

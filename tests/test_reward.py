@@ -10,14 +10,14 @@ import corral.cli.app
 from corral.core.config import load_config
 from corral.core.errors import CorralError
 from corral.core.records import Completion, Message
-from corral.graders.base import Sample
 from corral.data.batching import pair_batches as pack_pairs
+from corral.graders.base import Sample
 from corral.graders.reward_model import RewardModelGrader, reward_model_grader
 from corral.methods.rm import METHOD, RMConfig, run_rm
 from corral.methods.runner import heldout, prepare
 from corral.model.heads import load_reward_model
-from corral.objectives.reward import RewardObjective
 from corral.objectives.losses import bradley_terry
+from corral.objectives.reward import RewardObjective
 from corral.store.runs import read_jsonl
 from corral.testing import save_tiny, tiny_tokenizer
 

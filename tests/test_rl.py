@@ -9,8 +9,8 @@ import torch
 from corral.core.errors import CorralError
 from corral.infer.engine import Engine, SamplingParams
 from corral.methods.rl import load_rl_config, run_grpo
-from corral.objectives.policy_gradient import PolicyGradient
 from corral.model.policy import Policy
+from corral.objectives.policy_gradient import PolicyGradient
 from corral.store.runs import read_jsonl
 from corral.testing import tiny_model, tiny_tokenizer
 

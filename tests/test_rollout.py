@@ -8,11 +8,11 @@ import torch
 from corral.core.errors import CorralError
 from corral.core.records import Item, Message
 from corral.graders.base import BaseGrader, Score
+from corral.graders.weighted import WeightedGraders
 from corral.infer.engine import Engine
 from corral.methods.rl_config import RLSection
 from corral.model.policy import Policy
 from corral.testing import tiny_model, tiny_tokenizer
-from corral.graders.weighted import WeightedGraders
 from corral.train.rollout import RolloutSource, Trajectory, group_stats
 
 

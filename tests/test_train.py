@@ -12,7 +12,8 @@ from corral.core.errors import CorralError
 from corral.core.sections import TrainConfig
 from corral.store.runs import RunStore
 from corral.testing import tiny_model
-from corral.train.loop import DatasetSource, lr_factor, make_optimizer, plan, train
+from corral.train.loop import lr_factor, make_optimizer, plan, train
+from corral.train.sources import DatasetSource
 
 
 class ToyBatch:

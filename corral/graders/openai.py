@@ -23,7 +23,7 @@ from corral.graders.judge import (
     parse_label,
     parse_score,
 )
-from corral.graders.sandbox import TIMEOUT, run_python_grader
+from corral.graders.sandbox import TIMEOUT, SandboxUnavailable, run_python_grader
 from corral.graders.similarity import METRICS, cosine_batch
 from corral.graders.spec import (
     ERROR_FLAGS,
@@ -157,19 +157,25 @@ class PythonGrader(SpecGrader):
                    for item, s in pairs]
         # CPU seconds: the batch's whole wall-clock allowance, so busy-loop children cannot
         # outlive it even when the wall clock is not watching them (e.g. forked processes).
-        results = run_python_grader(self.spec["source"], payload, timeout_s=self.timeout_s,
-                                    memory_mb=self.memory_mb,
-                                    cpu_s=int(self.timeout_s * len(payload)) + 10)
+        info: dict = {}  # which sandbox ran the batch and its start-up seconds
+        try:
+            results = run_python_grader(self.spec["source"], payload, timeout_s=self.timeout_s,
+                                        memory_mb=self.memory_mb,
+                                        cpu_s=int(self.timeout_s * len(payload)) + 10, info=info)
+        except SandboxUnavailable as exc:  # sandbox.py runs standalone: no corral imports there
+            raise CorralError(str(exc)) from None
         scores = []
         for value, reason in results:
             if reason is None:
-                scores.append(Score(value, {}))
+                scores.append(Score(value, {"sandbox": dict(info)}))
             elif reason.startswith(TIMEOUT):
                 scores.append(self._fail("unresponsive_reward_error", reason))
             elif reason.startswith("error"):
                 scores.append(self._fail("python_grader_runtime_error", reason))
             else:
                 scores.append(self._fail("python_grader_server_error", reason))
+        for score in scores:
+            score.details.setdefault("sandbox", dict(info))
         return scores
 
 
@@ -309,5 +315,7 @@ def run_grader(spec: dict, item: dict, sample_text: str, judge: Judge | None = N
         "reward": score.value,
         "sub_rewards": dict(score.details.get("sub_rewards", {})),
         "metadata": {"errors": errors, "name": grader.name, "type": grader.type,
-                     "execution_time": time.perf_counter() - start},
+                     "execution_time": time.perf_counter() - start,
+                     **({"sandbox": score.details["sandbox"]} if "sandbox" in score.details
+                        else {})},
     }

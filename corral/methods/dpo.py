@@ -21,7 +21,7 @@ from corral.data.readers import load_preference_records
 from corral.methods.runner import Built, Method, Setup, run
 from corral.model.resolve import resolve_model
 from corral.objectives.preference import DPO, DPO_LOSSES, ORPO, SimPO, sequence_logps
-from corral.train.loop import DatasetSource
+from corral.train.sources import DatasetSource
 
 LOSSES = DPO_LOSSES + ("simpo", "orpo")
 DEFAULT_BETA = {"norm": 5.0, "simpo": 2.0}  # others 0.1 (open-instruct, SimPO paper)

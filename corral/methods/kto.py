@@ -15,7 +15,7 @@ from corral.data.readers import load_feedback_records, load_preference_records, 
 from corral.methods.dpo import REFERENCES, with_reference
 from corral.methods.runner import Built, Method, Setup, run
 from corral.objectives.preference import KTO, class_ratio
-from corral.train.loop import DatasetSource
+from corral.train.sources import DatasetSource
 
 
 @dataclass(frozen=True)

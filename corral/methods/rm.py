@@ -17,7 +17,7 @@ from corral.methods.runner import Built, Method, Setup, run
 from corral.model.heads import META_FILE, RewardModel, _resolve, load_reward_model
 from corral.model.policy import load_policy
 from corral.objectives.reward import RewardObjective
-from corral.train.loop import DatasetSource
+from corral.train.sources import DatasetSource
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from corral.data.readers import load_sft_records
 from corral.data.render import render
 from corral.methods.runner import Built, Method, Setup, run
 from corral.objectives.sft import SFT
-from corral.train.loop import DatasetSource
+from corral.train.sources import DatasetSource
 
 
 def read(cfg: SFTConfig) -> tuple[list, list]:

@@ -62,8 +62,13 @@ def simpo_loss(avg_c, avg_r, beta: float, gamma: float):
 
 
 def log_odds(avg_logp):
-    """log(p / (1 − p)) for p = exp(avg_logp) < 1; [B] -> [B]."""
-    return avg_logp - torch.log1p(-torch.exp(avg_logp).clamp(max=1 - 1e-6))
+    """log(p / (1 − p)) for p = exp(avg_logp) < 1, exactly (Hong et al. 2024, eq. 4); [B] -> [B].
+
+    log(1 − p) is computed as log(−expm1(x)): `log1p(−exp(x))` loses digits once p is near 1
+    (1e-3 off in fp32 at x = −1e-6) and a clamp on p would cap the odds and zero the gradient
+    of confident responses. Only x = 0 exactly (p = 1) is nudged to the largest x below 0."""
+    x = avg_logp.clamp(max=-torch.finfo(avg_logp.dtype).tiny)
+    return x - torch.log(-torch.expm1(x))
 
 
 def orpo_loss(nll_c, avg_c, avg_r, lam: float):

@@ -9,8 +9,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -19,89 +19,10 @@ from corral.core.errors import CorralError
 from corral.core.sections import TrainConfig
 from corral.store.runs import RunStore
 
-SCHEDULES = ("cosine", "linear", "constant")
-PRECISIONS = ("auto", "no", "bf16", "fp16")
-
-
-class BatchSource(Protocol):
-    """Where batches come from (a dataset, or rollouts). `micro_batches(step)` must depend only
-    on the step and the source's state, so a resumed run sees exactly the same batches.
-    Optional `tokens_per_epoch` / `sequences_per_epoch` let `plan` report the effective batch.
-    """
-
-    steps_per_epoch: int  # optimizer steps per epoch, grad_accum already accounted for
-
-    def micro_batches(self, step: int) -> list: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-class DatasetSource(BatchSource):
-    """A fixed list of batches, reshuffled every epoch.
-
-    Epoch e visits the batches in `torch.randperm(n, generator=manual_seed(seed + e))`; optimizer
-    step k (0-based, counted across epochs) takes `order[(k % spe) * grad_accum:][:grad_accum]`.
-    When n is not a multiple of grad_accum, the last step of each epoch keeps the remainder
-    (fewer micro-batches): the loop divides by the summed weight, so it is still an exact mean,
-    over fewer tokens, and no batch is dropped or seen twice in an epoch.
-    """
-
-    def __init__(self, batches: list, grad_accum: int = 1, seed: int = 0):
-        if not batches:
-            raise CorralError("the training data produced no batches; check data.train "
-                              "(is it empty?) and data.max_length")
-        if grad_accum < 1:
-            raise CorralError(f"train.grad_accum={grad_accum} must be at least 1")
-        self.batches, self.grad_accum, self.seed = list(batches), grad_accum, seed
-        self.steps_per_epoch = math.ceil(len(self.batches) / grad_accum)
-        self.tokens_per_epoch = sum(int(getattr(b, "n_tokens", 0)) for b in self.batches) or None
-        seqs = [getattr(b, "seq_lens", None) for b in self.batches]
-        self.sequences_per_epoch = (sum(len(s) for s in seqs)
-                                    if all(s is not None for s in seqs) else None)
-        self._cached = (-1, None)
-
-    def order(self, epoch: int) -> list[int]:
-        if self._cached[0] != epoch:
-            g = torch.Generator().manual_seed(self.seed + epoch)
-            self._cached = (epoch, torch.randperm(len(self.batches), generator=g).tolist())
-        return self._cached[1]
-
-    def micro_batches(self, step: int) -> list:
-        epoch, k = divmod(step, self.steps_per_epoch)
-        picked = self.order(epoch)[k * self.grad_accum:(k + 1) * self.grad_accum]
-        return [self.batches[i] for i in picked]
-
-    def state_dict(self) -> dict:
-        return {"seed": self.seed, "grad_accum": self.grad_accum, "n_batches": len(self.batches)}
-
-    def load_state_dict(self, state: dict) -> None:
-        # Batches are a pure function of (step, these numbers); if they changed, a resume
-        # would silently train on a different order.
-        if state != self.state_dict():
-            raise CorralError(f"the checkpoint was made with {state}, this run has "
-                              f"{self.state_dict()}; the data, train.batch_tokens, "
-                              "train.grad_accum or train.seed changed, so start a new run.name")
-
-
-def _check_config(cfg: TrainConfig) -> None:
-    checks = [
-        (cfg.schedule in SCHEDULES, f"train.schedule={cfg.schedule!r} is not one of {SCHEDULES}"),
-        (cfg.mixed_precision in PRECISIONS,
-         f"train.mixed_precision={cfg.mixed_precision!r} is not one of {PRECISIONS}"),
-        (cfg.max_steps > 0 or cfg.epochs > 0, "train.epochs must be > 0 (or train.max_steps)"),
-        (0 <= cfg.warmup_ratio <= 1, f"train.warmup_ratio={cfg.warmup_ratio} must be in [0, 1]"),
-        (cfg.lr > 0 and cfg.max_grad_norm >= 0, "train.lr must be > 0, max_grad_norm >= 0"),
-        (cfg.log_every >= 1 and min(cfg.eval_every, cfg.save_every) >= 0,
-         "train.log_every must be >= 1, train.eval_every and save_every >= 0"),
-    ]
-    problems = [message for ok, message in checks if not ok]
-    if problems:
-        raise CorralError("; ".join(problems))
-
 
 def plan(cfg: TrainConfig, source) -> dict:
     """The derived numbers of a run (steps, warmup, effective batch) for the CLI to print."""
-    _check_config(cfg)
+    cfg.validate()  # the section's own checks (a library caller may skip load_config)
     spe = int(source.steps_per_epoch)
     if spe < 1:
         raise CorralError("the batch source has no steps; check data.train is not empty")
@@ -330,27 +251,12 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
                disable=not (cfg.progress and sys.stderr.isatty()))
     session_start, elapsed_before = time.perf_counter(), totals["elapsed_s"]
+    step_once = partial(_step, policy, objective, source, params, device, autocast, scaler,
+                        optimizer, scheduler, max_norm, store)
     try:
         for step in range(start + 1, total + 1):  # `step` = optimizer steps done after this one
-            t0 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss, metrics, n_tokens = _backward(policy, objective, source.micro_batches(step - 1),
-                                                device, autocast, scaler)
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-            # One device sync per step for the loss, grad norm (the guard needs both) and metrics.
-            keys = list(metrics)
-            loss, norm, *values = torch.stack([loss, grad_norm.float()] + [
-                torch.as_tensor(metrics[k], dtype=torch.float32, device=device) for k in keys
-            ]).tolist()
-            metrics = dict(zip(keys, values))
-            _check_finite(step, loss, norm, scaler, store)
-            lr = scheduler.get_last_lr()[0]
-            _update(optimizer, scheduler, scaler)
-            _record(totals, loss, norm, metrics, n_tokens, time.perf_counter() - t0)
+            lr = step_once(step, totals)
             totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
-
             row = {}
             if step % cfg.log_every == 0 or step == total:
                 row = _window_metrics(totals, lr, epoch=step / spe)
@@ -374,6 +280,29 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     store.save_final(lambda d: policy.save(d))
     return {**totals["last"], **totals["eval"], "step": max(start, total),
             "tokens": totals["tokens"], "elapsed_s": totals["elapsed_s"]}
+
+
+def _step(policy, objective, source, params, device, autocast, scaler, optimizer, scheduler,
+          max_norm, store, step: int, totals: dict) -> float:
+    """One optimizer step: backward over its micro-batches, clip, check, update, record.
+    Returns the learning rate the step used."""
+    t0 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss, metrics, n_tokens = _backward(policy, objective, source.micro_batches(step - 1),
+                                        device, autocast, scaler)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    # One device sync per step for the loss, grad norm (the guard needs both) and metrics.
+    keys = list(metrics)
+    loss, norm, *values = torch.stack([loss, grad_norm.float()] + [
+        torch.as_tensor(metrics[k], dtype=torch.float32, device=device) for k in keys
+    ]).tolist()
+    _check_finite(step, loss, norm, scaler, store)
+    lr = scheduler.get_last_lr()[0]
+    _update(optimizer, scheduler, scaler)
+    _record(totals, loss, norm, dict(zip(keys, values)), n_tokens, time.perf_counter() - t0)
+    return lr
 
 
 def _update(optimizer, scheduler, scaler) -> None:
