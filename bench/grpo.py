@@ -78,7 +78,8 @@ def run_corral(spec: dict) -> dict:
     class Grader:
         def grade_batch(self, pairs):
             from corral.graders.base import Score
-            values = reward_numeric([s.output_text for _, s in pairs], [f["answer"] for f, _ in pairs])
+            values = reward_numeric([s.output_text for _, s in pairs],
+                                    [f["answer"] for f, _ in pairs])
             return [Score(value=v) for v in values]
 
     torch.manual_seed(SEED)

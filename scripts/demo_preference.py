@@ -55,7 +55,8 @@ def train_and_grade(method: str, data: Path, args, root: Path) -> tuple[dict, di
     torch.manual_seed(args.seed)
     policy = load_policy(ModelConfig(name=MODEL), LoraConfig(r=16, alpha=32))
     common = [f"data.train={data}", f"train.lr={args.lr}", f"train.epochs={args.epochs}",
-              f"train.batch_tokens={args.batch_tokens}", "train.warmup_ratio=0.1", "train.progress=false",
+              f"train.batch_tokens={args.batch_tokens}", "train.warmup_ratio=0.1",
+              "train.progress=false",
               f"run.root={root}", f"run.name={method}-{time.strftime('%Y%m%d-%H%M%S')}"]
     started = time.time()
     if method == "dpo":

@@ -86,7 +86,8 @@ def main() -> None:
     minutes = (time.perf_counter() - t0) / 60
     after = read_jsonl(store.path / "metrics.jsonl")[-1]
     print(json.dumps({
-        "train_pairs": args.train, "heldout_pairs": built.numbers["heldout_pairs"], "minutes": round(minutes, 2),
+        "train_pairs": args.train, "heldout_pairs": built.numbers["heldout_pairs"],
+        "minutes": round(minutes, 2),
         "base_lm_likelihood_accuracy": lm_acc,
         "untrained_head_accuracy": untrained,
         "heldout_accuracy": round(after["eval/accuracy"], 3),

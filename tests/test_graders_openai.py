@@ -106,7 +106,8 @@ def test_metric_values(metric, output, reference, expected):
     assert similarity.METRICS[metric](output, reference) == pytest.approx(expected, abs=1e-9)
 
 
-@pytest.mark.parametrize("metric", [m for m in similarity.METRICS if m not in ("fuzzy_match", "cosine")])
+@pytest.mark.parametrize("metric", [m for m in similarity.METRICS
+                                    if m not in ("fuzzy_match", "cosine")])
 def test_token_metrics_on_empty_output(metric):
     assert similarity.METRICS[metric]("", "the cat") == 0.0
     assert similarity.METRICS[metric]("...", "the cat") == 0.0  # punctuation is no token
@@ -204,7 +205,8 @@ def test_missing_fields_score_zero_at_run_time(template, item, text, kind):
      "not a known reference"),
     (sim("rouge", "a"), "did you mean 'rouge_l'"),
     (sim("bleu", "a", pass_threshold="high"), "pass_threshold"),
-    ({"type": "python", "source": "def score(sample, item):\n    return 1"}, "does not define grade"),
+    ({"type": "python", "source": "def score(sample, item):\n    return 1"},
+     "does not define grade"),
     ({"type": "python", "source": "def grade(sample):\n    return 1"}, "two arguments"),
     ({"type": "python", "source": "def grade(sample, item)\n    return 1"}, "line 1"),
     ({"type": "multi", "graders": {"a": sim("bleu", "x")}, "calculate_output": "a + b"},

@@ -29,14 +29,16 @@ CASES = {
         ({"letter": "t"}, "Tom ran. Then he slept! \"Truly?\"", "Tom ran. He slept."),
     ],
     "keywords:existence": [
-        ({"keywords": ["river", "lantern"]}, "A Lantern by the river.", "A lantern by the riverbank."),
+        ({"keywords": ["river", "lantern"]}, "A Lantern by the river.",
+         "A lantern by the riverbank."),
     ],
     "keywords:forbidden_words": [
         ({"forbidden_words": ["very", "really"]}, "Everything is fine.", "It is Very fine."),
     ],
     "keywords:frequency": [
         ({"keyword": "river", "frequency": 2}, "River to river.", "One river."),
-        ({"keyword": "river", "frequency": 2, "relation": "less than"}, "One river.", "river river"),
+        ({"keyword": "river", "frequency": 2, "relation": "less than"}, "One river.",
+         "river river"),
     ],
     "keywords:letter_frequency": [
         ({"letter": "z", "let_frequency": 3}, "Zebras zigzag lazily.", "Zebras run."),
@@ -45,7 +47,8 @@ CASES = {
     "change_case:english_lowercase": [({}, "all lower, café.", "Not lower.")],
     "change_case:english_capital": [({}, "ALL CAPS, CAFÉ!", "ALL CAPS but one.")],
     "change_case:capital_word_frequency": [
-        ({"relation": "at least", "capital_frequency": 2}, "This is VERY VERY loud.", "I am A cat."),
+        ({"relation": "at least", "capital_frequency": 2}, "This is VERY VERY loud.",
+         "I am A cat."),
         ({"relation": "at most", "capital_frequency": 1}, "Only ONE here.", "TWO BIG words."),
         ({"capital_relation": "less than", "capital_frequency": 2}, "ONE.", "TWO BIG."),
     ],
@@ -54,7 +57,8 @@ CASES = {
     ],
     "detectable_format:multiple_sections": [
         ({"num_sections": 2}, "SECTION 1\nHello.\nSECTION 2\nBye.", "SECTION 1\nHello."),
-        ({"num_sections": 2, "section_spliter": "PART"}, "PART 1 a\nPART 2 b", "Section 1\nSection 2"),
+        ({"num_sections": 2, "section_spliter": "PART"}, "PART 1 a\nPART 2 b",
+         "Section 1\nSection 2"),
     ],
     "detectable_format:title": [({}, "<<My Poem>>\nRoses.", "<< >> no title, <<\nbroken>>")],
     "startend:end_checker": [

@@ -110,7 +110,8 @@ def test_unloadable_judge_model_stops_with_what_to_set(tmp_path, monkeypatch):
         grader.grade({"q": "Q"}, Sample.of("a"))
 
 
-LABEL_SPEC = {"type": "label_model", "input": [{"role": "user", "content": "{{sample.output_text}}"}],
+LABEL_SPEC = {"type": "label_model",
+              "input": [{"role": "user", "content": "{{sample.output_text}}"}],
               "labels": ["correct", "incorrect"], "passing_labels": ["correct"]}
 
 

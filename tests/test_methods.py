@@ -132,3 +132,15 @@ def test_grade_cli_takes_rule_specs(capsys):
     assert json.loads(capsys.readouterr().out)["valid"] is True
     assert main(["grade", "run", "numeric", "--item", '{"answer": "3"}', "--sample", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["reward"] == 1.0
+
+
+def test_config_reference_is_generated_from_the_dataclasses():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts" / "config_reference.py")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == (root / "docs" / "config.md").read_text(encoding="utf-8"), \
+        "docs/config.md is stale: python scripts/config_reference.py > docs/config.md"

@@ -138,7 +138,8 @@ def test_instructgpt_pipeline_sft_rm_ppo(tmp_path, monkeypatch, capsys):
     assert main(["sft", f"model.name={tiny}", f"data.train={chats}", "train.max_steps=2",
                  "run.name=sft", *common]) == 0
     sft = str(tmp_path / "runs" / "sft" / "final")
-    assert main(["rm", f"model.name={sft}", f"data.train={write_pairs(tmp_path / 'p.jsonl', 16, 0)}",
+    pairs = write_pairs(tmp_path / 'p.jsonl', 16, 0)
+    assert main(["rm", f"model.name={sft}", f"data.train={pairs}",
                  "train.max_steps=4", "run.name=rm", *common]) == 0
     assert main(["ppo", f"model.name={sft}", "rl.reward_model=rm", f"data.train={prompts}",
                  "rl.prompts_per_step=4", "rl.max_new_tokens=6", "rl.mu=2",

@@ -33,7 +33,8 @@ from corral.testing import tiny_model, tiny_tokenizer
 
 
 def prefs(n=6):
-    return [Preference((Message("user", f"add {i} {i + 1}"),), (Message("assistant", f"{2 * i + 1}"),),
+    return [Preference((Message("user", f"add {i} {i + 1}"),),
+                       (Message("assistant", f"{2 * i + 1}"),),
                        (Message("assistant", f"{i} plus {i + 1} is hard"),), f"f:{i + 1}")
             for i in range(n)]
 
@@ -73,7 +74,8 @@ def test_equal_policy_and_reference_give_log2(tokenizer, loss):
     batch = collate(render_pairs(prefs(4), tokenizer)[0])
     objective = DPO(loss, beta=0.1)
     loss_sum, metrics = objective(policy, batch)
-    assert float(loss_sum.detach()) / objective.weight(batch) == pytest.approx(math.log(2), abs=1e-6)
+    mean_loss = float(loss_sum.detach()) / objective.weight(batch)
+    assert mean_loss == pytest.approx(math.log(2), abs=1e-6)
     assert float(metrics["rewards/margin"]) == pytest.approx(0.0, abs=1e-6)
     loss_sum.backward()  # the loss reaches the adapter
     grads = [p.grad for n, p in policy.model.named_parameters() if "lora_B" in n]

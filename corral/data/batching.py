@@ -130,8 +130,9 @@ def collate(examples) -> Batch:
         pos += range(len(ex.input_ids))
         labels += shifted_labels(ex.input_ids, ex.loss_mask)
     n_loss = sum(label != IGNORE for label in labels)
-    return Batch(_long([ids]), _long([pos]), _long([labels]), [len(ex.input_ids) for ex in examples],
-                 len(ids), n_loss, [ex.source for ex in examples])
+    return Batch(_long([ids]), _long([pos]), _long([labels]),
+                 [len(ex.input_ids) for ex in examples], len(ids), n_loss,
+                 [ex.source for ex in examples])
 
 
 def pad_batch(examples, pad_id: int = 0) -> Batch:

@@ -25,7 +25,8 @@ _UNARY = {ast.USub: lambda a: -a, ast.UAdd: lambda a: a}
 
 def _parse(expr: str) -> ast.expr:
     if not isinstance(expr, str) or not expr.strip():
-        raise CorralError("calculate_output: the expression is empty; write e.g. '0.5 * a + 0.5 * b'.")
+        raise CorralError("calculate_output: the expression is empty; "
+                          "write e.g. '0.5 * a + 0.5 * b'.")
     # `^` means power here (as in OpenAI's grader docs); rewriting it textually also gives it
     # power's precedence, which ast's BitXor would not. No string literals are allowed, so a
     # `^` can never sit inside one.

@@ -59,7 +59,8 @@ _FORBID = "keywords:forbidden_words"
 _SPECS = [
     _spec(_WORDS, "Answer with {relation} {num_words} words.", checks.number_words,
           {"relation": "at least", "num_words": 5},
-          lambda r: {"relation": _relation(r, exact=False), "num_words": r.choice(range(50, 401, 25))},
+          lambda r: {"relation": _relation(r, exact=False),
+                     "num_words": r.choice(range(50, 401, 25))},
           [_SENTS]),
     _spec(_SENTS, "Your response should contain {relation} {num_sentences} sentences.",
           checks.number_sentences, {"relation": "exactly", "num_sentences": 2},
@@ -105,7 +106,8 @@ _SPECS = [
     _spec(_SECTIONS, "Your response must have exactly {num_sections} sections. Mark the beginning "
           "of each section with {section_spliter} X, such as: {section_spliter} 1",
           checks.multiple_sections, {"num_sections": 2, "section_spliter": "SECTION"},
-          lambda r: {"num_sections": r.randint(2, 5), "section_spliter": r.choice(["SECTION", "PART"])},
+          lambda r: {"num_sections": r.randint(2, 5),
+                     "section_spliter": r.choice(["SECTION", "PART"])},
           [_PARAS, _LOWER, _LETTER, _FIRST, _TWO]),
     _spec(_TITLE, "Your answer must contain a title, wrapped in double angular brackets, such as "
           "<<poem of joy>>.", checks.title, {}, lambda r: {}, [_LETTER, _FIRST]),

@@ -49,7 +49,8 @@ def _bounds(value, schema: dict, path: str) -> list[str]:
     errors = []
     if _is_number(value):
         checks = [("minimum", lambda b: value >= b), ("maximum", lambda b: value <= b),
-                  ("exclusiveMinimum", lambda b: value > b), ("exclusiveMaximum", lambda b: value < b)]
+                  ("exclusiveMinimum", lambda b: value > b),
+                  ("exclusiveMaximum", lambda b: value < b)]
         errors += [f"{path}: {value} violates {k} {schema[k]}" for k, ok in checks
                    if k in schema and not ok(schema[k])]
     if isinstance(value, str):

@@ -256,7 +256,8 @@ def http_judge(base_url: str, api_key: str | None, model: str, timeout_s: float 
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise JudgeError("model_grader_server_error", f"{url}: {exc!r}") from None
         if message.get("refusal"):
-            raise JudgeError("model_grader_refusal_error", f"the judge refused: {message['refusal']}")
+            raise JudgeError("model_grader_refusal_error",
+                             f"the judge refused: {message['refusal']}")
         return message.get("content") or ""
 
     return judge

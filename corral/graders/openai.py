@@ -61,7 +61,8 @@ class StringCheckGrader(SpecGrader):
         errors += template_errors(spec["reference"], f"{path}.reference")
         op = spec["operation"]
         if op not in cls.OPERATIONS:
-            errors.append(f"{path}.operation: unknown operation {op!r}{_did_you_mean(op, cls.OPERATIONS)}; "
+            errors.append(f"{path}.operation: unknown operation {op!r}"
+                          f"{_did_you_mean(op, cls.OPERATIONS)}; "
                           f"use one of {', '.join(cls.OPERATIONS)}")
         return errors
 

@@ -305,7 +305,8 @@ def _as_schema(schema) -> dict | bool:
         try:
             schema = json.loads(schema)
         except ValueError as exc:
-            raise CorralError(f"json_schema grader: the schema is not valid JSON ({exc}).") from None
+            raise CorralError(f"json_schema grader: the schema is not valid JSON ({exc}).") \
+                from None
     if not isinstance(schema, (dict, bool)):
         raise CorralError(f"json_schema grader: a schema is a JSON object, got {schema!r}.")
     return schema
@@ -345,7 +346,8 @@ class Contains(BaseGrader):
         self.substring, self.field, self.ignore_case = substring, field, ignore_case
 
     def grade(self, item: dict, sample: Sample) -> Score:
-        needles = self.substring if self.field is None else _item_field(item, self.field, "contains")
+        needles = self.substring if self.field is None else \
+            _item_field(item, self.field, "contains")
         needles = [str(n) for n in (needles if isinstance(needles, list) else [needles])]
         fold = str.casefold if self.ignore_case else (lambda s: s)
         text = fold(sample.output_text)

@@ -1,4 +1,4 @@
-"""Text-similarity metrics for `text_similarity` graders, written here in pure Python (cosine aside).
+"""Text-similarity metrics for `text_similarity` graders, in pure Python (cosine aside).
 
 Tokens: the text is lowercased and split into runs of Unicode word characters (`\\w+`), so
 whitespace and punctuation separate tokens and are dropped ("Don't!" -> ["don", "t"]).

@@ -118,7 +118,8 @@ def reference_mode(requested: str, policy, cfg) -> str:
                / "adapter_config.json").is_file() if cfg.model.name else False
     if requested == "live" and adapter:
         raise CorralError(f"model.name={cfg.model.name} is a saved adapter, so a live reference "
-                          "(adapter disabled) would be the base model, not it; use reference=cached")
+                          "(adapter disabled) would be the base model, not it; "
+                          "use reference=cached")
     if requested == "auto":
         return "live" if policy.is_lora and not adapter else "cached"
     return requested

@@ -79,7 +79,8 @@ class RLSection:
         for key, choices in CHOICES.items():
             check_choice(f"rl.{key}", getattr(self, key), choices)
         require([
-            (self.n >= 1 and self.prompts_per_step >= 1, "rl.n and rl.prompts_per_step must be >= 1"),
+            (self.n >= 1 and self.prompts_per_step >= 1,
+             "rl.n and rl.prompts_per_step must be >= 1"),
             (self.mu >= 1 and self.mini_batches >= 1, "rl.mu and rl.mini_batches must be >= 1"),
             (self.mini_batches <= self.n * self.prompts_per_step,
              "rl.mini_batches must not exceed rl.n * rl.prompts_per_step"),

@@ -62,7 +62,8 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
     source = resolve_model(model_cfg.name, model_cfg.revision)
     adapter = source if (Path(source) / "adapter_config.json").is_file() else None
     base_name, base = _adapter_base(adapter) if adapter else (model_cfg.name, source)
-    opts = {"revision": model_cfg.revision or None, "trust_remote_code": model_cfg.trust_remote_code}
+    opts = {"revision": model_cfg.revision or None,
+            "trust_remote_code": model_cfg.trust_remote_code}
     if (Path(base) / "adapter_config.json").is_file():  # stacked: merge the lower adapter
         lower = load_policy(ModelConfig(name=base, device=model_cfg.device, dtype=model_cfg.dtype),
                             LoraConfig(enabled=False), for_training=False)
