@@ -2,12 +2,13 @@
 
 The sandbox is bubblewrap (`bwrap`): a private mount namespace whose root is an empty read-only
 tmpfs holding read-only binds of /usr (and the /bin, /lib* links), the interpreter's prefixes and
-site-packages, and /etc/ld.so.cache; a size-limited tmpfs scratch folder at /tmp (the working
-directory and HOME); a fresh /proc of its own PID namespace; a minimal /dev. It also gets new
-network, IPC, UTS and cgroup namespaces, no inherited environment or file descriptors, and a new
-session. Inside, the child sets rlimits (address space, file size, CPU seconds, process count,
-no core dumps), runs under a non-root kernel uid (so RLIMIT_NPROC is enforced), installs a
-seccomp filter that refuses new user namespaces, and replaces Python's socket functions.
+site-packages, and /etc/ld.so.cache; a size-limited tmpfs scratch folder at /tmp (its empty
+/tmp/work is the working directory and HOME); a fresh /proc of its own PID namespace; a minimal
+/dev. It also gets new network, IPC, UTS and cgroup namespaces, no inherited environment or file
+descriptors, and a new session. Inside, the child sets rlimits (address space, file size, CPU
+seconds, process count, no core dumps), runs under a non-root kernel uid (so RLIMIT_NPROC is
+enforced), installs a seccomp filter that refuses new user namespaces, and replaces Python's
+socket functions.
 A per-sample wall-clock timeout kills the sandbox; killing bwrap kills its whole PID namespace.
 
 Where bwrap is missing or cannot make the namespaces, python graders are refused (raising
@@ -37,6 +38,7 @@ TIMEOUT, KILLED, ERROR = "timeout", "killed", "error"
 ALLOW_ENV = "CORRAL_ALLOW_UNSANDBOXED_GRADERS"
 SCRATCH_MB, MAX_PROCESSES = 1024, 64  # OpenAI: 1 GB of disk
 _SHM_BYTES = 16 << 20  # /dev/shm, a second small tmpfs (multiprocessing wants one)
+_WORK = "/tmp/work"  # the grader's working folder and HOME, on the scratch tmpfs
 _MAX_LINE = 1 << 20  # a result line longer than this is not a result: the sandbox is killed
 
 
@@ -309,6 +311,11 @@ def _bwrap_argv(bwrap: str, root: bool, scratch_bytes: int) -> list[str]:
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:  # unprivileged: a user namespace, in which no further one may be made
         argv += ["--unshare-user", "--disable-userns"]
+    # The scratch tmpfs first: a venv or checkout under /tmp (CI clones) is then bound on top
+    # of it instead of being hidden by it.
+    # The grader starts in an empty folder of it, even when bound paths show under /tmp.
+    argv += ["--size", str(scratch_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+             "--perms", "1777", "--dir", _WORK]
     bound: list[str] = []
     for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -332,12 +339,12 @@ def _bwrap_argv(bwrap: str, root: bool, scratch_bytes: int) -> list[str]:
             created.add(parent)
             parent = os.path.dirname(parent)
     argv += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(scratch_bytes), "--perms", "1777", "--tmpfs", "/tmp",
              "--size", str(_SHM_BYTES), "--perms", "1777", "--tmpfs", "/dev/shm"]
-    for parent in sorted(created - set(bound)):  # bwrap makes these 0700; the uid must pass
+    # bwrap makes these 0700 and the uid must pass; /tmp keeps its 1777
+    for parent in sorted(created - set(bound) - {"/tmp"}):
         argv += ["--chmod", "0755", parent]
-    argv += ["--remount-ro", "/", "--chdir", "/tmp",
-             "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
+    argv += ["--remount-ro", "/", "--chdir", _WORK,
+             "--setenv", "HOME", _WORK, "--setenv", "TMPDIR", "/tmp"]
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         argv += ["--setenv", name, "1"]  # thread pools count against the process limit
     return argv + ["--", sys.executable, "-I", "-c", _CHILD]
@@ -410,14 +417,46 @@ def _run_child(argv, env, cwd, job: bytes, timeout_s: float, n: int, info: dict
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL bwrap's group; bwrap's death (--die-with-parent) takes its PID namespace along."""
+    """SIGKILL bwrap's group and wait until its PID namespace is gone.
+
+    bwrap's death (--die-with-parent) kills the namespace's init, and the kernel then kills
+    every process in the namespace, but asynchronously: the init's exit waits for all of them,
+    so we wait for the init (a child of bwrap) to be gone or a zombie before returning.
+    """
+    inits = _children(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # already gone
     proc.wait()
+    deadline = time.monotonic() + 5
+    while inits and time.monotonic() < deadline:
+        inits = [pid for pid in inits if _alive(pid)]
+        if inits:
+            time.sleep(0.005)
     proc.stdout.close()
     proc.stderr.close()
+
+
+def _children(pid: int) -> list[int]:
+    """Host pids of `pid`'s children (empty where /proc does not say)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _failure_reason(proc, timed_out: bool, timeout_s: float, stderr_tail: bytes,
