@@ -101,6 +101,7 @@ def test_unknown_hub_id_offline_is_a_corral_error(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline by choice: the hub client is asked
     assert mdl.resolve_model("someone/missing-model") == "someone/missing-model"
     with pytest.raises(CorralError, match="could not be found locally or downloaded.*accepts"):
         load("someone/missing-model")

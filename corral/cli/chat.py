@@ -8,7 +8,8 @@ from corral.model.policy import load_policy
 
 def chat(model: str, prompt: str | None = None, system: str = "", max_new_tokens: int = 256,
          temperature: float = 0.0, template: str = "") -> None:
-    policy = load_policy(ModelConfig(name=model, template=template), None, for_training=False)
+    policy = load_policy(ModelConfig(name=model, template=template), None, for_training=False,
+                         key="--model")
     engine = engine_for(policy)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, n=1)
     history = [{"role": "system", "content": system}] if system else []

@@ -10,23 +10,42 @@ from corral.core.errors import CorralError
 
 
 def config_and_overrides(args) -> tuple:
-    """`corral CMD [config.yaml] [key=value ...] [--resume RUN]`: the file is optional;
-    --resume RUN becomes run.name=RUN run.resume=true."""
+    """`corral CMD [config.yaml] [key=value ...] [--resume RUN] [--allow-change KEY]`: the
+    file is optional; --resume RUN becomes run.name/run.root of RUN and run.resume=true."""
     path, overrides = args.config, list(args.overrides)
     if path and "=" in path and not Path(path).exists():
         path, overrides = None, [path, *overrides]
     if getattr(args, "resume", None):
-        overrides += [f"run.name={args.resume}", "run.resume=true"]
+        run = _resume_target(args.resume, path, overrides)
+        overrides += [f"run.root={run.parent}", f"run.name={run.name}", "run.resume=true"]
+    if getattr(args, "allow_change", None):
+        overrides.append(f"run.allow_change=[{','.join(args.allow_change)}]")
     return path, overrides
 
 
+def _resume_target(name: str, path, overrides) -> Path:
+    """The run --resume names: under run.root (from the overrides or the file) or a run dir."""
+    from corral.core.config import read_yaml
+    from corral.methods.resume import find_run
+
+    root = next((o.partition("=")[2] for o in reversed(overrides)
+                 if o.startswith("run.root=")), None)
+    if root is None:
+        root = str((read_yaml(path).get("run") or {}).get("root", "runs")) if path else "runs"
+    return find_run(name, root)
+
+
 def load_method_config(method, args):
-    """The method's config: defaults <- its forced keys <- file <- overrides; a file or
-    override contradicting a forced key (corral simpo with dpo.loss=ipo) is an error."""
+    """The method's config: defaults <- its forced keys <- the resumed run's saved config <-
+    file <- overrides; a file or override contradicting a forced key (corral simpo with
+    dpo.loss=ipo) is an error."""
     from corral.core.config import load_config
+    from corral.methods.resume import saved_config
 
     path, overrides = config_and_overrides(args)
-    cfg = load_config(method.config, path, [*method.forced, *overrides])
+    base = saved_config(_resume_target(args.resume, path, overrides)) \
+        if getattr(args, "resume", None) else None
+    cfg = load_config(method.config, path, [*method.forced, *overrides], base=base)
     for forced in method.forced:
         key, _, value = forced.partition("=")
         section, _, name = key.partition(".")
@@ -65,5 +84,9 @@ def register(subparsers) -> None:
             + help_text(method.config))
         p.add_argument("config", nargs="?", help="YAML config file (optional)")
         p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=2e-5")
-        p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
+        p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest "
+                       "checkpoint with its saved config (other keys given here must match it)")
+        p.add_argument("--allow-change", metavar="KEY", action="append", default=[],
+                       help="with --resume: let KEY differ from the saved config (repeat for "
+                       "several; data.train also allows new contents); recorded in the run")
         p.set_defaults(func=cmd_train)

@@ -178,9 +178,20 @@ def _apply_renames(cls, data: dict) -> None:
         warnings.warn(ConfigNote(f"'{old}' is now '{new}'; please rename it"), stacklevel=3)
 
 
-def load_config(cls, path: str | None = None, overrides: list[str] = ()):
-    """Defaults <- YAML file <- dotted overrides; unknown keys rejected with a did-you-mean."""
-    data: dict = read_yaml(path) if path else {}
+def merge(base: dict, top: dict) -> dict:
+    """`top`'s keys over `base`'s, section by section (neither is changed)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and \
+            isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(cls, path: str | None = None, overrides: list[str] = (),
+                base: dict | None = None):
+    """Defaults <- `base` (a saved run's config, on resume) <- YAML file <- dotted overrides;
+    unknown keys rejected with a did-you-mean."""
+    data: dict = merge(base or {}, read_yaml(path) if path else {})
     for override in overrides:
         apply_override(data, override)
     _apply_renames(cls, data)

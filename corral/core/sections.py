@@ -128,7 +128,10 @@ def _betas_ok(betas) -> bool:
 class RunConfig:
     name: str = opt("", "'' = <command>-<timestamp>")
     root: str = opt("runs", "folder holding the runs")
-    resume: bool = opt(False, "continue run.name from its latest checkpoint")
+    resume: bool = opt(False, "continue run.name from its latest checkpoint, with its saved "
+                       "config")
+    allow_change: tuple = opt((), "keys a resume may change (e.g. train.lr, data.train for new "
+                              "contents); recorded in the run's resumes.jsonl")
     parent: str = opt("", "run this one starts from (lineage)")
 
 

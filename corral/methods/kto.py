@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.core.config import ConfigNote, check_choice, opt, require
+from corral.core.errors import CorralError
 from corral.core.sections import MethodConfig
 from corral.data.batching import feedback_batches
 from corral.data.pairs import render_feedback, split_pairs
@@ -49,7 +50,16 @@ def load_feedback(path: str, max_errors: int = 20):
 def read(cfg: KTOConfig) -> tuple[list, list]:
     d = cfg.data
     val = load_feedback(d.validation, d.max_errors) if d.validation else []
-    return load_feedback(d.train, d.max_errors)[:d.limit or None], val
+    rows = load_feedback(d.train, d.max_errors)[:d.limit or None]
+    desirable = sum(bool(r.label) for r in rows)
+    if rows and desirable in (0, len(rows)):  # no weight can balance a class that is absent
+        have, lack = ("desirable", "undesirable") if desirable else ("undesirable", "desirable")
+        raise CorralError(
+            f"data.train {d.train!r} has {len(rows)} {have} rows and no {lack} one; KTO "
+            f"contrasts the two, so add rows labelled {str(not desirable).lower()} (corral "
+            "pairs makes both from graded samples)"
+            + (", or train on these rows with corral sft" if desirable else ""))
+    return rows, val
 
 
 def build(cfg: KTOConfig, setup: Setup) -> Built:

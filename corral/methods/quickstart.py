@@ -7,6 +7,7 @@ import time
 from importlib import resources
 
 from corral.core.config import load_config
+from corral.core.errors import CorralError
 from corral.core.records import Item, Message
 from corral.core.sections import SFTConfig
 from corral.data.readers import read_rows
@@ -48,6 +49,10 @@ def _measure(policy, cfg, splits, val_batches) -> dict:
 
 
 def quickstart(root: str = "runs", steps: int = 0, n_eval: int = 50, log=print) -> dict:
+    if n_eval < 1:
+        raise CorralError(f"quickstart --n-eval {n_eval}: grade at least 1 held-out problem")
+    if steps < 0:
+        raise CorralError(f"quickstart --steps {steps}: give 0 (one epoch) or more steps")
     started = time.time()
     overrides = [f"data.train={asset('quickstart_train.jsonl')}",
                  f"data.validation={asset('quickstart_dev.jsonl')}",

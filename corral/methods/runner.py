@@ -3,7 +3,8 @@
 A method module declares its config (the shared sections + its own) and one `build` function;
 `run(method, cfg)` does the rest, in this order, once for every method:
 
-    validate config -> read + validate data -> refuse sealed unseen rows -> seed -> load model
+    validate config (resuming: compare it with the saved run) -> read + validate data
+    -> refuse sealed unseen rows -> seed -> load model
     -> check chat template -> build (objective, batch source, evaluators) -> open the run
     -> before_fit (reference cache, signal check) -> the loop -> final eval -> report
 """
@@ -20,9 +21,10 @@ from corral.core.errors import CorralError
 from corral.data.render import check_template
 from corral.data.splits import refuse_unseen
 from corral.eval.evaluate import combine, task_evaluator
+from corral.methods.resume import check_resume, record_resume
 from corral.model.policy import load_policy
 from corral.store.runs import RunStore, new_run_name
-from corral.train.loop import plan, train
+from corral.train.loop import check_resumable, plan, train
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Setup:
     data: object
     policy: object
     template: str | None
+    resumed: dict | None = None  # on resume: the changes run.allow_change let through
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Method:
 def prepare(method: Method, cfg, policy=None) -> tuple[Setup, Built]:
     """Everything before the run folder exists: any mistake stops here, leaving nothing."""
     validate_config(cfg)
+    resumed = check_resume(cfg) if cfg.run.resume else None
     data = cfg.data
     if not (data.train or getattr(data, "task", "")):
         raise CorralError(f"no training data: {method.data_hint}")
@@ -78,7 +82,7 @@ def prepare(method: Method, cfg, policy=None) -> tuple[Setup, Built]:
             load_policy(cfg.model, cfg.lora, fresh_adapter=method.fresh_adapter)
     template = check_template(policy.tokenizer, cfg.model.template or None) \
         if method.chat_template else (cfg.model.template or None)
-    setup = Setup(records, policy, template)
+    setup = Setup(records, policy, template, resumed)
     built = method.build(cfg, setup)
     if built.policy is None:
         built.policy = policy
@@ -88,6 +92,9 @@ def prepare(method: Method, cfg, policy=None) -> tuple[Setup, Built]:
 def launch(method: Method, cfg, setup: Setup, built: Built, log=print) -> RunStore:
     """Open the run, run `before_fit`, train with the one loop, report."""
     store = open_run(cfg, method.name)
+    if setup.resumed is not None:
+        check_resumable(store, built.source)
+        record_resume(store, setup.resumed)
     if built.before_fit is not None:
         built.before_fit(store, log)
     evaluator = combine(heldout(built.objective, built.val_batches) if built.val_batches

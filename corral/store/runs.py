@@ -33,16 +33,6 @@ def new_run_name(prefix: str) -> str:
     return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-
-
-
-
-
-
-
-
-
-
 def _plain(value):
     """Tuples, tensors and paths as YAML/JSON-safe lists, numbers and strings."""
     if isinstance(value, dict):
@@ -81,8 +71,6 @@ def _publish_dir(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-
-
 def resolve_run(name: str, root: str = "runs") -> Path | None:
     """The run directory `name` means (a path to a run, or <root>/<name>), or None."""
     for candidate in (Path(name).expanduser(), Path(root) / name):
@@ -97,7 +85,8 @@ def run_model_path(name: str, root: str = "runs") -> str:
     return str(run / "final") if run is not None and (run / "final").is_dir() else name
 
 
-def _data_entry(path) -> dict:
+def data_entry(path) -> dict:
+    """path, sha256 (and bytes) of a data file or saved dataset dir; sha256 None for a hub id."""
     p = Path(path)
     if p.is_file():
         return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
@@ -180,7 +169,7 @@ class RunStore:
 
         lineage = {
             "base_model": str(base_model),
-            "data": [_data_entry(p) for p in data_files if p],
+            "data": [data_entry(p) for p in data_files if p],
             "parent_run": parent_run or None,
             "corral_version": __version__,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -204,6 +204,16 @@ def _save(store, step, policy, params, names, optimizer, scheduler, scaler, sour
     store.save_checkpoint(step, writer)
 
 
+def check_resumable(store, source) -> None:
+    """Refuse, before anything is written, a resume whose batch source no longer matches its
+    latest checkpoint (the same check `_restore` makes, on a memory-mapped read)."""
+    latest = store.latest_checkpoint()
+    if latest is not None:
+        state = torch.load(latest[1] / "trainer.pt", map_location="cpu", weights_only=True,
+                           mmap=True)
+        source.load_state_dict(state["source"])
+
+
 def _restore(store, policy, optimizer, scheduler, scaler, source, load_model_state):
     """Load the latest checkpoint into the live objects; returns (step, totals)."""
     latest = store.latest_checkpoint()
