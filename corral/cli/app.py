@@ -25,7 +25,7 @@ def cmd_inspect(args) -> None:
 
     records = load_sft_records(args.file)
     policy = load_policy(ModelConfig(name=run_model_path(args.model), template=args.template),
-                         None, for_training=False)
+                         None, for_training=False, key="--model")
     print(inspect_report(records, policy.tokenizer, args.mask, args.max_length,
                          template=args.template or None, n_show=args.show))
 
@@ -40,13 +40,18 @@ def cmd_chat(args) -> None:
 def cmd_export(args) -> None:
     from corral.core.sections import ModelConfig
     from corral.model.policy import load_policy
+    from corral.model.resolve import unfinished_run_message
+    from corral.store.runs import resolve_run
 
-    source = run_model_path(args.run, args.root)
-    if source == args.run and not Path(args.run).is_dir():
-        raise CorralError(f"no run '{args.run}' with a final/ model under {args.root}/; "
-                          "give a run name or a run directory")
+    run = resolve_run(args.run, args.root)
+    if run is not None and not (run / "final").is_dir():
+        raise CorralError(unfinished_run_message(run, "export"))
+    if run is None and not Path(args.run).is_dir():
+        raise CorralError(f"no run '{args.run}' under {args.root}/ (and no directory of that "
+                          "name); give a run name, a run directory or a model directory")
+    source = str(run / "final") if run is not None else args.run  # a run, or a model dir
     out = args.out or str(Path(source).parent / "merged")
-    policy = load_policy(ModelConfig(name=source), None, for_training=False)
+    policy = load_policy(ModelConfig(name=source), None, for_training=False, key="export")
     if args.merge:
         policy.export_merged(out)
     else:
@@ -264,13 +269,15 @@ def quiet_libraries() -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.allow_unsandboxed_graders:
-        from corral.graders.sandbox import allow_unsandboxed
-
-        allow_unsandboxed(True)
-    quiet_libraries()
+    """Run one command. A user's mistake is one `corral: error:` line (exit 2); Ctrl-C is exit
+    130; anything else is a bug in corral: its traceback, and a line asking for a report."""
     try:
+        args = build_parser().parse_args(argv)
+        if args.allow_unsandboxed_graders:
+            from corral.graders.sandbox import allow_unsandboxed
+
+            allow_unsandboxed(True)
+        quiet_libraries()
         args.func(args)
     except CorralError as exc:
         print(f"corral: error: {exc}", file=sys.stderr)
@@ -278,6 +285,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("corral: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001  (not a user mistake: corral's own bug)
+        import traceback
+
+        traceback.print_exc()
+        print("corral: internal error: this is a bug in corral, not in your input; please "
+              "report it to the maintainers with the command line and the traceback above",
+              file=sys.stderr)
+        return 1
     return 0
 
 
