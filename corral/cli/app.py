@@ -78,6 +78,9 @@ def cmd_eval(args) -> None:
     from corral.store.runs import RunStore, new_run_name
     from corral.tasks import get_task
 
+    if not 0 < args.max_grader_errors <= 1:
+        raise CorralError(f"--max-grader-errors {args.max_grader_errors}: give a share in "
+                          "(0, 1], e.g. 0.5 to stop once half the samples fail to grade")
     task = get_task(args.task, split=args.split, data=args.data, grader=args.grader,
                     limit=args.limit, few_shot=args.few_shot, system_prompt=args.system)
     temperature = args.temperature if args.temperature is not None else \
@@ -87,23 +90,34 @@ def cmd_eval(args) -> None:
     ks = _ks(args.k) if args.k else (1,)
     if any(k > args.n for k in ks):
         raise CorralError(f"-k {args.k} asks for more samples than -n {args.n}; raise -n")
-    store = RunStore(args.root, args.name or new_run_name("eval"))
-    store.write_config({"task": args.task, "split": args.split, "models": args.model,
-                        "n": args.n, "k": list(ks), "temperature": temperature,
-                        "limit": args.limit, "data": args.data})
+    name = args.name or new_run_name("eval")
+
+    def open_store():  # only once the first model has loaded and been graded
+        store = RunStore(args.root, name)
+        store.write_config({"task": args.task, "split": args.split, "models": args.model,
+                            "n": args.n, "k": list(ks), "temperature": temperature,
+                            "limit": args.limit, "data": args.data})
+        return store
+
     models = [run_model_path(m, args.root) for m in args.model]
-    table = compare_models(models, task, params, ks, store=store)
+    table = compare_models(models, task, params, ks, store=open_store,
+                           max_grader_errors=args.max_grader_errors)
     print(f"task {task.name} ({args.split}), {len(task.items)} items, n={args.n}")
     print(format_table(table))
-    print(f"samples: {store.path}/samples.jsonl")
+    print(f"samples: {Path(args.root) / name}/samples.jsonl")
 
 
 def cmd_split(args) -> None:
     from corral.data.splits import split_file
 
     counts = split_file(args.data, args.dev, args.unseen, args.out or None)
-    print(", ".join(f"{k}: {v}" for k, v in counts.items()) +
+    print(", ".join(f"{k}: {counts[k]}" for k in ("train", "dev", "unseen")) +
           " (unseen rows sealed: training refuses them)")
+    if counts.get("duplicates"):
+        print(f"note: {counts['duplicates']} rows repeat an earlier row (e.g. "
+              f"{counts['first_duplicate']}); each copy went to its original's split, so none "
+              "leaks across splits, but they weigh double in training: "
+              "`corral curate` removes them")
 
 
 def cmd_grade(args) -> None:
@@ -207,6 +221,8 @@ def _add_evaluation(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default="runs")
     p.add_argument("--name", default="")
+    p.add_argument("--max-grader-errors", type=float, default=1.0,
+                   help="stop when grading fails on this share of samples (default 1: all)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("split", help="assign rows to train/dev/unseen by content hash")

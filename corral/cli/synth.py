@@ -17,7 +17,7 @@ def cmd_pairs(args) -> None:
     from corral.tasks import get_task
 
     task = get_task(args.task, split=args.split, data=args.data, grader=args.task_grader,
-                    limit=args.limit)
+                    limit=args.limit, grader_flag="--task-grader")
     grader = load_grader(args.grader, root=args.root) if args.grader else None
     policy = load_policy(ModelConfig(name=run_model_path(args.model, args.root)), None,
                          for_training=False)

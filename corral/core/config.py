@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import typing
 import warnings
@@ -24,11 +25,13 @@ class ConfigNote(UserWarning):
     """A one-line note about the config (a renamed key); the CLI prints it as `corral: note:`."""
 
 
-def opt(default, meaning: str = ""):
-    """A config field with its one-line meaning (shown by --help and docs/config.md)."""
+def opt(default, meaning: str = "", inline_json: bool = False):
+    """A config field with its one-line meaning (shown by --help and docs/config.md).
+    inline_json: a string field that may hold a JSON object (a grader spec), so a mapping the
+    YAML or CLI parser made of it is turned back into JSON text rather than refused."""
     if dataclasses.is_dataclass(default):
         return field(default_factory=type(default), metadata={"help": meaning})
-    return field(default=default, metadata={"help": meaning})
+    return field(default=default, metadata={"help": meaning, "inline_json": inline_json})
 
 
 def did_you_mean(word: str, options, noun: str = "keys") -> str:
@@ -105,6 +108,8 @@ def _build(cls, data: dict, prefix: str = ""):
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, f"{prefix}{key}.")
+        elif isinstance(value, dict) and fields[key].metadata.get("inline_json"):
+            kwargs[key] = json.dumps(value)
         else:
             kwargs[key] = _coerce(value, hint, prefix + key)
     return cls(**kwargs)

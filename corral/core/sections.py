@@ -141,7 +141,7 @@ class EvalConfig:
     task: str = opt("", "gsm8k | arithmetic | ifeval-like | FILE.jsonl ('' = loss only)")
     split: str = opt("dev", "the task's split")
     data: str = opt("", "the task's local data file, when it has one")
-    grader: str = opt("", "for a file task: grader JSON or a rule name")
+    grader: str = opt("", "for a file task: grader JSON or a rule name", inline_json=True)
     n: int = opt(1, "samples per item")
     k: tuple = opt((1,), "pass@k / maj@k reported")
     limit: int = opt(50, "items")

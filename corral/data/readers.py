@@ -252,18 +252,42 @@ def _has_assistant(turns: tuple[Message, ...], key: str, trained: bool = False) 
     return turns
 
 
+def _starts_with_a_question(turns: tuple[Message, ...], key: str) -> tuple:
+    """A conversation whose first turn past the system prompt is the assistant's answers
+    nothing; chat templates render it as an empty or broken conversation."""
+    first = next((i for i, m in enumerate(turns) if m.role not in ("system", "developer")), None)
+    if first is not None and turns[first].role == "assistant":
+        raise RowError(f"'{key}' starts with the assistant (message {first}); add the user "
+                       "turn it answers before it")
+    return turns
+
+
+def _only_responses(prompt, side, key: str) -> None:
+    """With an explicit prompt, a response is the assistant's reply only: repeating the prompt
+    turns (or adding user/system turns) would train the model on them as if it wrote them."""
+    if not isinstance(prompt, str) and len(side) > len(prompt) and side[:len(prompt)] == prompt:
+        raise RowError(f"'{key}' repeats the 'prompt' turns before its reply; keep only the "
+                       "assistant's reply in it, or drop 'prompt' and let the shared turns be "
+                       "the prompt")
+    for i, message in enumerate(side):
+        if message.role not in ("assistant", "tool"):
+            raise RowError(f"'{key}' message {i} has role {message.role!r}; a response holds "
+                           "assistant turns only (put user and system turns in 'prompt')")
+
+
 def _prompt_completion(row: dict) -> tuple:
     prompt, completion = _side(row["prompt"], "prompt"), _side(row["completion"], "completion")
     _same_form({"prompt": prompt, "completion": completion})
     if not isinstance(completion, str):
         _has_assistant(completion, "completion", trained=True)
+        _only_responses(prompt, completion, "completion")
     return prompt, completion
 
 
 def _parse_sft(row: dict, source: str) -> Chat | Completion | Text:
     if "messages" in row:
         turns = _has_assistant(_messages(row["messages"], "messages"), "messages", trained=True)
-        return Chat(turns, source)
+        return Chat(_starts_with_a_question(turns, "messages"), source)
     if "prompt" in row and "completion" in row:
         return Completion(*_prompt_completion(row), source=source)
     if "text" in row:
@@ -317,6 +341,8 @@ def _trl_preference(row: dict) -> tuple:
     if not isinstance(chosen, str):
         _has_assistant(chosen, "chosen")
         _has_assistant(rejected, "rejected")
+        _only_responses(prompt, chosen, "chosen")
+        _only_responses(prompt, rejected, "rejected")
     return prompt, chosen, rejected
 
 

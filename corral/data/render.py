@@ -62,7 +62,7 @@ def render(record, tokenizer, mask: str = "assistant", max_length: int | None = 
     Longer than max_length: cut, truncated=True.
     """
     ex, _ = _render(record, tokenizer, mask, template)
-    return _truncate(ex, max_length)
+    return truncate(ex, max_length)
 
 
 def render_prompt(messages, tokenizer, template: str | None = None) -> list[int]:
@@ -219,7 +219,7 @@ def _with_eos(text: str, eos: str) -> str:
     return text if not eos or text.endswith(eos) else text + eos
 
 
-def _truncate(ex: Example, max_length: int | None) -> Example:
+def truncate(ex: Example, max_length: int | None) -> Example:
     if max_length is None or len(ex.input_ids) <= max_length:
         return ex
     return Example(ex.input_ids[:max_length], ex.loss_mask[:max_length], ex.source, True)
@@ -251,7 +251,7 @@ def inspect_report(records, tokenizer, mask: str = "assistant", max_length: int 
         cut = f", cut to {max_length}" if max_length and len(ex.input_ids) > max_length else ""
         marked = "in colour" if color else "between [[ ]]"
         title = f"{ex.source or 'example'} ({len(ex.input_ids)} tokens{cut}; supervised {marked})"
-        lines += [f"--- {title} ---", show(_truncate(ex, max_length), tokenizer, color), "---"]
+        lines += [f"--- {title} ---", show(truncate(ex, max_length), tokenizer, color), "---"]
     lines += _stats(rendered, max_length)
     if errors:
         lines.append(f"{len(errors)} records failed to render:")
@@ -279,7 +279,7 @@ def _stats(examples: list[Example], max_length: int | None) -> list[str]:
     if not examples:
         return ["no example rendered"]
     lens = sorted(len(ex.input_ids) for ex in examples)
-    kept = [_truncate(ex, max_length) for ex in examples]
+    kept = [truncate(ex, max_length) for ex in examples]
     p95 = lens[max(0, math.ceil(0.95 * len(lens)) - 1)]
     lines = [(f"tokens per example: count {len(lens)}  min {lens[0]}  mean "
               f"{statistics.fmean(lens):.1f}  median {statistics.median(lens):g}  p95 {p95}  "

@@ -32,15 +32,20 @@ def split_file(path: str, dev: float, unseen: float, out_dir: str | None = None)
     if not (0 <= dev < 1 and 0 <= unseen < 1 and dev + unseen < 1):
         raise CorralError("--dev and --unseen must be fractions in [0, 1) that sum to less than 1")
     parts: dict[str, list[str]] = {"train": [], "dev": [], "unseen": []}
-    unseen_hashes = []
+    unseen_hashes, first_seen, repeats = [], {}, []
     for source, row in read_rows(path):
         if isinstance(row, Exception) or not isinstance(row, dict):
             raise CorralError(f"{source}: not a JSON object ({row}); fix the row and split again")
         digest = content_hash(row)
+        if digest in first_seen:  # same content, same split: it cannot leak, but it is counted
+            repeats.append((source, first_seen[digest]))
+        first_seen.setdefault(digest, source)
         name = assign(digest, dev, unseen)
         parts[name].append(json.dumps(row, ensure_ascii=False))
         if name == "unseen":
             unseen_hashes.append(digest)
+    if not first_seen:
+        raise CorralError(f"{path}: no rows to split; check the file")
     src = Path(path)
     target = Path(out_dir) if out_dir else src.parent
     target.mkdir(parents=True, exist_ok=True)
@@ -48,7 +53,11 @@ def split_file(path: str, dev: float, unseen: float, out_dir: str | None = None)
     for name, lines in parts.items():
         atomic_write_lines(target / f"{stem}.{name}.jsonl", lines)
     seal(unseen_hashes, label=stem)
-    return {name: len(lines) for name, lines in parts.items()}
+    counts = {name: len(lines) for name, lines in parts.items()}
+    if repeats:
+        counts["duplicates"] = len(repeats)
+        counts["first_duplicate"] = f"{repeats[0][0]} repeats {repeats[0][1]}"
+    return counts
 
 
 def seal(hashes, label: str) -> Path:

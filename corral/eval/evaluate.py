@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corral.core.errors import CorralError
 from corral.core.records import as_dicts
 from corral.eval import metrics as M
-from corral.graders.base import Sample, passed
+from corral.graders.base import Sample, check_grader_errors, passed
 from corral.infer.engine import SamplingParams, engine_for
 
 
@@ -24,18 +25,24 @@ def item_conversation(item) -> list[dict]:
 
 
 def evaluate(engine, items, grader, params: SamplingParams, ks=(1,), template=None,
-             chooser=None) -> EvalResult:
+             chooser=None, max_grader_errors: float = 1.0) -> EvalResult:
     """Sample `params.n` outputs per item, grade each, and summarise.
 
     chooser: an optional grader (reward model, judge) whose highest-scored sample is the
-    best-of-n pick; graded by `grader`.
+    best-of-n pick; graded by `grader`. Grading that fails on `max_grader_errors` of the
+    samples or more (default: all) stops with the first error instead of reporting zeros.
     """
+    if not items:
+        raise CorralError("evaluate: no items to evaluate; check the task, split and --limit")
     conversations = [item_conversation(item) for item in items]
     generations = engine.generate_chat(conversations, params, template=template)
     pairs = [(item.grader_item(), Sample.of(g.text)) for item, gens in zip(items, generations)
              for g in gens]
     scores = grader.grade_batch(pairs) if pairs else []
+    check_grader_errors(scores, grader, max_grader_errors, "--max-grader-errors")
     choice_scores = chooser.grade_batch(pairs) if chooser is not None and pairs else None
+    if choice_scores is not None:
+        check_grader_errors(choice_scores, chooser, max_grader_errors, "--max-grader-errors")
     per_item, rows, i = [], [], 0
     for item, gens in zip(items, generations):
         item_scores = scores[i:i + len(gens)]
@@ -61,23 +68,29 @@ def _best_of_n(per_item, choice_scores) -> dict:
     return {"best_of_n": mean, "best_of_n_stderr": stderr}
 
 
-def evaluate_task(policy, task, params: SamplingParams, ks=(1,), template=None) -> EvalResult:
+def evaluate_task(policy, task, params: SamplingParams, ks=(1,), template=None,
+                  max_grader_errors: float = 1.0) -> EvalResult:
     """Evaluate a Task (items rendered with its system prompt and few-shot turns)."""
     return evaluate(engine_for(policy), task.prompt_items(), task.grader, params, ks,
-                    template=template)
+                    template=template, max_grader_errors=max_grader_errors)
 
 
 def compare_models(models: list[str], task, params: SamplingParams, ks, store=None,
-                   load=None) -> dict:
-    """Evaluate several models on one task; samples go to the store, one row per sample."""
+                   load=None, max_grader_errors: float = 1.0) -> dict:
+    """Evaluate several models on one task; samples go to the store, one row per sample.
+    `store` may be a callable returning the store: it is opened once every model has loaded
+    and the first evaluation has succeeded, so a failed start writes nothing."""
     from corral.core.sections import ModelConfig
     from corral.model.policy import load_policy
 
     load = load or (lambda name: load_policy(ModelConfig(name=name), None, for_training=False))
     table = {}
-    for name in models:
-        result = evaluate_task(load(name), task, params, ks)
+    for name in models:  # one at a time: two large models need not fit in memory together
+        result = evaluate_task(load(name), task, params, ks,
+                               max_grader_errors=max_grader_errors)
         table[name] = result.metrics
+        if callable(store):
+            store = store()
         if store is not None:
             store.append_samples([{"model": name, "task": task.name, **row}
                                   for row in result.samples])

@@ -54,3 +54,35 @@ def passed(score, threshold: float = 1.0) -> bool:
     value reaches `threshold` (1.0 unless the caller was told otherwise)."""
     verdict = getattr(score, "passed", None)
     return bool(verdict) if verdict is not None else float(score.value) >= threshold
+
+
+def score_error(score) -> str | None:
+    """Why grading failed for this score (its own error or a sub-grader's), None when it did
+    not: a wrong answer is a score, a failed grading is an error."""
+    details = getattr(score, "details", None) or {}
+    if details.get("error_kind"):
+        return str(details.get("error") or details["error_kind"])
+    for sub in (details.get("sub_details") or {}).values():
+        found = score_error(Score(0.0, sub)) if isinstance(sub, dict) else None
+        if found:
+            return found
+    return None
+
+
+def check_grader_errors(scores, grader, max_share: float = 1.0, flag: str = "") -> None:
+    """Stop when grading failed on at least `max_share` of the samples (default: all of them).
+
+    A failure on one sample is that sample's zero; a failure on every sample is a setup
+    mistake (a template field no row has, a python grader that raises, a judge that is not
+    listening), and a mean of 0.000 would hide it."""
+    errors = [e for e in map(score_error, scores) if e]
+    if not scores or not errors or len(errors) < max_share * len(scores):
+        return
+    from corral.core.errors import CorralError
+
+    name = getattr(grader, "name", type(grader).__name__)
+    share = "every sample" if len(errors) == len(scores) else \
+        f"{len(errors)} of {len(scores)} samples"
+    allow = f" (or raise {flag} to allow a share of failures)" if flag and max_share < 1 else ""
+    raise CorralError(f"grader '{name}' failed on {share}, so this is the setup, not the "
+                      f"samples: {errors[0]}; fix the grader or the data{allow}")

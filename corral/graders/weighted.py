@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from corral.graders.base import BaseGrader, Score
+from corral.graders.base import BaseGrader, Score, score_error
 
 
 class WeightedGraders(BaseGrader):
@@ -21,8 +21,12 @@ class WeightedGraders(BaseGrader):
             scores = [(c[j], w, name) for c, w, name in columns]
             value = math.fsum(w * s.value for s, w, _ in scores)
             first = scores[0][0]
+            details = {name: s.value for s, _, name in scores}
+            failed = [(name, score_error(s)) for s, _, name in scores if score_error(s)]
+            if failed:  # a part that could not grade is an error of the sum, not a quiet 0
+                details.update(error=f"{failed[0][0]}: {failed[0][1]}", error_kind="other_error")
             out.append(Score(value=value, passed=first.passed, answer=first.answer,
-                             details={name: s.value for s, _, name in scores}))
+                             details=details))
         return out
 
     def grade(self, item, sample):

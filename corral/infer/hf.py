@@ -50,7 +50,12 @@ class HFBackend:
         self._cache_kw = "cache" if _accepts(base.forward, "cache") else "past_key_values"
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Generation]]:
-
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        longest = max(map(len, prompts), default=0)
+        if context and longest > context:  # the model cannot read it: refuse before allocating
+            raise CorralError(f"a prompt of {longest} tokens is longer than the model's context "
+                              f"of {context}; shorten it (fewer --few-shot examples, a shorter "
+                              "system prompt or row)")
         base_seed = params.seed
         if base_seed is None:
             base_seed = int(torch.randint(0, 2**62, ()).item())

@@ -42,7 +42,7 @@ class RLSection:
     preset: str = opt("grpo", "grpo | dr_grpo | dapo | rloo | reinforce_pp | ppo: defaults for "
                       "the keys below")
     grader: str = opt("", "grader spec (rule, RULE:OPTION, grader JSON file or inline); '' = "
-                      "the task's grader")
+                      "the task's grader", inline_json=True)
     graders: tuple = opt((), "more graders, each WEIGHT:SPEC; rewards are the weighted sum")
     reward_model: str = opt("", "a reward model run as the grader (same as rl.grader="
                             '{"type": "reward_model", "model": RUN})')
@@ -71,6 +71,8 @@ class RLSection:
     signal_check: str = opt("stop", "stop | warn | off: before training, are there groups to "
                             "learn from?")
     signal_check_prompts: int = opt(32, "prompts sampled by the signal check")
+    max_grader_errors: float = opt(1.0, "stop when grading fails on this share of a rollout's "
+                                   "samples (1 = all: a setup mistake, not a bad sample)")
     gen_batch_size: int = opt(64, "decode rows at once")
     eval_before: bool = opt(True, "dev (and unseen) scores at step 0, for the learning curve")
 
@@ -89,6 +91,7 @@ class RLSection:
             (self.missing_eos_penalty >= 0, "rl.missing_eos_penalty must be >= 0"),
             (self.temperature > 0, f"rl.temperature={self.temperature} must be > 0 (RL samples)"),
             (self.max_new_tokens >= 1, "rl.max_new_tokens must be >= 1"),
+            (0 < self.max_grader_errors <= 1, "rl.max_grader_errors is a share in (0, 1]"),
             (not (self.advantage == "group" and self.scale == "group" and self.n < 2),
              "rl.n must be >= 2 for group advantages (a group of one has no baseline)"),
             (not (self.reward_model and self.grader),

@@ -10,7 +10,7 @@ from corral.core.errors import CorralError
 from corral.core.sections import SFTConfig
 from corral.data.batching import pack
 from corral.data.readers import load_sft_records
-from corral.data.render import render
+from corral.data.render import render, truncate
 from corral.methods.runner import Built, Method, Setup, run
 from corral.objectives.sft import SFT
 from corral.train.sources import DatasetSource
@@ -31,8 +31,20 @@ def read(cfg: SFTConfig) -> tuple[list, list]:
 
 
 def render_all(records, policy, cfg: SFTConfig, template):
-    return [render(r, policy.tokenizer, mask=cfg.data.mask, max_length=cfg.data.max_length,
-                   template=template) for r in records]
+    """Examples of the records; a row that truncation leaves with no trained token stops the
+    run (training on its prompt alone would teach nothing and the plan would only say
+    truncated=1)."""
+    full = [render(r, policy.tokenizer, mask=cfg.data.mask, template=template) for r in records]
+    length = cfg.data.max_length
+    lost = [ex for ex in full if sum(ex.loss_mask) and not sum(ex.loss_mask[:length])]
+    if lost:
+        first = lost[0]
+        need = first.loss_mask.index(1) + 1
+        more = f" and {len(lost) - 1} more rows" if len(lost) > 1 else ""
+        raise CorralError(f"{first.source}{more}: data.max_length={length} cuts every trained "
+                          f"token (the first answer starts at token {need}); raise "
+                          "data.max_length or shorten those rows")
+    return [truncate(ex, length) for ex in full]
 
 
 def data_numbers(examples) -> dict:

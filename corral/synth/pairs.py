@@ -9,7 +9,7 @@ from pathlib import Path
 from corral.core.errors import CorralError
 from corral.core.io import atomic_write_text
 from corral.core.records import as_dicts
-from corral.graders.base import Sample, passed
+from corral.graders.base import Sample, check_grader_errors, passed
 from corral.infer.engine import SamplingParams, engine_for
 
 
@@ -66,6 +66,7 @@ def make_pairs(policy, task, n: int = 4, params: SamplingParams | None = None, g
     generations = engine.generate_chat(conversations, params)
     scores = grader.grade_batch([(it.grader_item(), Sample.of(g.text))
                                  for it, gens in zip(items, generations) for g in gens])
+    check_grader_errors(scores, grader)
     origin = {"model": model_name or str(getattr(policy, "source", "")),
               "grader": getattr(grader, "name", type(grader).__name__), "task": task.name,
               "split": split, "temperature": params.temperature, "n": n, "seed": params.seed}

@@ -59,31 +59,62 @@ def task_names() -> list[str]:
     return sorted(_builders())
 
 
+# The splits each built-in task has; a file task is one split, so its label is one of these.
+SPLITS = {"gsm8k": ("train", "dev", "unseen", "test"), "arithmetic": ("train", "dev", "unseen"),
+          "ifeval-like": ("train", "dev", "unseen")}
+FILE_SPLITS = ("train", "dev", "unseen", "test")
+MAX_FEW_SHOT = 64  # more worked examples than this do not fit a small model's context
+
+
+def _check_options(name: str, split: str, limit: int, few_shot: int, is_file: bool) -> None:
+    splits = FILE_SPLITS if is_file else SPLITS[name]
+    if split not in splits:
+        close = difflib.get_close_matches(split, splits, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        what = "a task file is labelled" if is_file else f"task '{name}' has splits"
+        raise CorralError(f"--split '{split}': {what} {', '.join(splits)}{hint}")
+    if limit < 0:
+        raise CorralError(f"--limit {limit}: give a positive number of items, or 0 for all")
+    if not 0 <= few_shot <= MAX_FEW_SHOT:
+        raise CorralError(f"--few-shot {few_shot}: give 0 to {MAX_FEW_SHOT} examples")
+    if few_shot and is_file:
+        raise CorralError(f"--few-shot {few_shot}: task file '{name}' has no worked examples to "
+                          "draw from; put the examples as turns in each row's messages instead")
+
+
 def get_task(name: str, split: str = "dev", data: str = "", grader: str = "", limit: int = 0,
-             few_shot: int = 0, system_prompt: str = "", seed: int = 0) -> Task:
-    """A built-in task by name, or a user JSONL file (`name` = path) with a grader JSON."""
+             few_shot: int = 0, system_prompt: str = "", seed: int = 0,
+             grader_flag: str = "--grader") -> Task:
+    """A built-in task by name, or a user JSONL file (`name` = path) with a grader JSON.
+    grader_flag: how the caller's user names `grader`, for the error when it is missing."""
     builders = _builders()
+    is_file = name not in builders and name.endswith((".jsonl", ".json", ".parquet"))
+    if name in builders or is_file:
+        _check_options(name, split, limit, few_shot, is_file)
     if name in builders:
         task = builders[name](split=split, data=data, seed=seed, few_shot=few_shot)
     elif name.endswith((".jsonl", ".json", ".parquet")):
-        task = _file_task(name, grader)
+        task = _file_task(name, grader, grader_flag)
     else:
         close = difflib.get_close_matches(name, builders, n=1)
         hint = f"did you mean '{close[0]}'?" if close else \
-            f"built-in tasks: {', '.join(sorted(builders))}, or a .jsonl file with --grader"
+            f"built-in tasks: {', '.join(sorted(builders))}, or a .jsonl file with {grader_flag}"
         raise CorralError(f"unknown task '{name}'; {hint}")
     if system_prompt:
         task.system_prompt = system_prompt
     if limit:
         task.items = task.items[:limit]
+    if not task.items:
+        raise CorralError(f"task '{name}' has no items in split '{split}'"
+                          + (f" of {data}" if data else "") + "; check the file and the split")
     return task
 
 
-def _file_task(path: str, grader_spec: str) -> Task:
+def _file_task(path: str, grader_spec: str, flag: str) -> Task:
     from corral.data.readers import load_items
     from corral.graders.load import load_grader
 
     if not grader_spec:
-        raise CorralError(f"task file '{path}' needs a grader: pass --grader GRADER.json "
+        raise CorralError(f"task file '{path}' needs a grader: pass {flag} GRADER.json "
                           "or a built-in rule name such as numeric")
     return Task(name=path, items=load_items(path), grader=load_grader(grader_spec))

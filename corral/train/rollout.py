@@ -11,7 +11,7 @@ import torch
 from corral.core.errors import CorralError
 from corral.data.batching import Batch, RolloutBatch, collate, plan
 from corral.data.render import Example, render_prompt
-from corral.graders.base import Sample
+from corral.graders.base import Sample, check_grader_errors
 from corral.infer.engine import SamplingParams, engine_for
 from corral.objectives import losses as L
 from corral.train.advantages import ESTIMATORS
@@ -148,7 +148,10 @@ class RolloutSource:
                             list(g.logprobs), g.text, g.finish_reason)
                  for g_idx, (i, group) in enumerate(zip(indices, gens)) for g in group]
         pairs = [(self.items[t.prompt_index].grader_item(), Sample.of(t.text)) for t in trajs]
-        for t, s in zip(trajs, self.grader.grade_batch(pairs)):
+        scores = self.grader.grade_batch(pairs)
+        check_grader_errors(scores, self.grader, getattr(rl, "max_grader_errors", 1.0),
+                            "rl.max_grader_errors")
+        for t, s in zip(trajs, scores):
             t.score = float(s.value)
         return trajs
 
