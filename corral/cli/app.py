@@ -107,6 +107,16 @@ def cmd_eval(args) -> None:
     print(f"samples: {Path(args.root) / name}/samples.jsonl")
 
 
+def cmd_lineage(args) -> None:
+    from corral.store.lineage import lineage_tree
+
+    lines, flags = lineage_tree(args.run, args.root)
+    print("\n".join(lines))
+    if flags:
+        print("flags:")
+        print("\n".join(f"  ! {f}" for f in dict.fromkeys(flags)))
+
+
 def cmd_split(args) -> None:
     from corral.data.splits import split_file
 
@@ -163,10 +173,11 @@ def _read_json_arg(text: str, what: str):
 
 
 def _add_training(sub) -> None:
-    from corral.cli import synth, train
+    from corral.cli import synth, synthesize, train
 
     train.register(sub)
     synth.register(sub)
+    synthesize.register(sub)
 
     p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
     p.add_argument("--root", default="runs")
@@ -224,6 +235,12 @@ def _add_evaluation(sub) -> None:
     p.add_argument("--max-grader-errors", type=float, default=1.0,
                    help="stop when grading fails on this share of samples (default 1: all)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("lineage", help="where a run's behaviour came from: base model, "
+                       "teachers, data, students")
+    p.add_argument("run", help="run name or directory")
+    p.add_argument("--root", default="runs")
+    p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("split", help="assign rows to train/dev/unseen by content hash")
     p.add_argument("data")

@@ -4,19 +4,12 @@ Every row is checked; problems are collected as `file:line: what is wrong` and r
 """
 from __future__ import annotations
 
-import json
-import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from corral.core.errors import CorralError
 from corral.core.io import content_hash, file_sha256  # noqa: F401 (re-exported)
 from corral.core.records import ROLES, Chat, Completion, Feedback, Item, Message, Preference, Text
-
-# A missing path with one of these suffixes is a mistyped file, never a hub id.
-DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".txt", ".arrow")
-JSON_LIST_KEYS = ("data", "rows", "train")  # where a .json object keeps its list of rows
-HF_ID = re.compile(r"^[\w.-]+/[\w.-]+(:[\w.-]+){0,2}$")  # owner/name[:split] or [:config:split]
+from corral.data.files import RowError, json_type, read_rows  # noqa: F401 (read_rows re-exported)
 
 SFT_FORMATS = "'messages' (chat), 'prompt' + 'completion', or 'text'"
 PREFERENCE_FORMATS = ("'prompt' + 'chosen' + 'rejected', 'chosen' + 'rejected' (conversations "
@@ -24,129 +17,6 @@ PREFERENCE_FORMATS = ("'prompt' + 'chosen' + 'rejected', 'chosen' + 'rejected' (
 FEEDBACK_FORMATS = "'prompt' + 'completion' + 'label'"
 ITEM_FORMATS = "'messages' (ending with the user's turn), 'prompt', or 'question' + 'answer'"
 IDENTICAL = "'chosen' and 'rejected' are identical; there is nothing to prefer"
-
-
-class RowError(ValueError):
-    """What is wrong with one row; the loader prefixes it with the row's source."""
-
-
-def read_rows(path: str) -> Iterator[tuple[str, dict | Exception]]:
-    """Yield `(source, row)` per row; a row that cannot be read is yielded as a RowError.
-
-    Sources: `file:line` (JSONL, 1-based), `file:item N` (.json), `file:row N` (.parquet and
-    Hugging Face datasets). A missing file raises CorralError at once.
-    """
-    path = str(path)
-    if os.path.isfile(path):
-        return _reader_for(path)(path)
-    if _looks_like_hf_id(path):
-        return _read_hf(path)
-    raise CorralError(f"data file not found: {path}; check the path, or give a Hugging Face "
-                      "dataset id like owner/name or owner/name:split")
-
-
-def _reader_for(path: str) -> Callable[[str], Iterator]:
-    suffix = os.path.splitext(path)[1].lower()
-    readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json,
-               ".parquet": _read_parquet}
-    if suffix not in readers:
-        raise CorralError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
-                          "use .jsonl, .json or .parquet")
-    return readers[suffix]
-
-
-def _looks_like_hf_id(path: str) -> bool:
-    if not HF_ID.match(path) or os.path.splitext(path)[1].lower() in DATA_SUFFIXES:
-        return False
-    # "data/train" with a local data/ folder is a missing local file, not a hub dataset.
-    return not os.path.isdir(path.split("/")[0])
-
-
-def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _as_row(value) -> dict | RowError:
-    return value if isinstance(value, dict) else RowError(f"row is {_json_type(value)}, "
-                                                          "not a JSON object")
-
-
-def _parse_json_text(text: str) -> dict | RowError:
-    try:
-        return _as_row(json.loads(text))
-    except json.JSONDecodeError as e:
-        return RowError(f"not valid JSON: {e.msg} at column {e.colno}")
-
-
-def _read_jsonl(path: str) -> Iterator[tuple[str, dict | Exception]]:
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig")  # -sig: tolerate a byte-order mark
-            except UnicodeDecodeError:
-                yield f"{path}:{line_no}", RowError("not valid UTF-8 text; save the file as UTF-8")
-                continue
-            if line.strip():
-                yield f"{path}:{line_no}", _parse_json_text(line)
-
-
-def _read_json(path: str) -> Iterator[tuple[str, dict | Exception]]:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            doc = json.load(f)
-    except UnicodeDecodeError as e:
-        raise CorralError(f"{path}: not valid UTF-8 text; save the file as UTF-8") from e
-    except json.JSONDecodeError as e:
-        if e.msg == "Extra data":  # JSON Lines saved under a .json name
-            return _read_jsonl(path)
-        error = RowError(f"not valid JSON: {e.msg} at column {e.colno}")
-        return iter([(f"{path}:{e.lineno}", error)])
-    items = _json_items(path, doc)
-    return ((f"{path}:item {n}", _as_row(item)) for n, item in enumerate(items, 1))
-
-
-def _json_items(path: str, doc) -> list:
-    if isinstance(doc, list):
-        return doc
-    if isinstance(doc, dict):
-        for key in JSON_LIST_KEYS:
-            if isinstance(doc.get(key), list):
-                return doc[key]
-    keys = f" with keys {sorted(doc)}" if isinstance(doc, dict) else ""
-    raise CorralError(f"{path}: a .json file must hold a list of row objects, or an object with "
-                      f"that list under 'data', 'rows' or 'train'; found {_json_type(doc)}{keys}")
-
-
-def _read_parquet(path: str) -> Iterator[tuple[str, dict | Exception]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise CorralError("reading .parquet files needs pyarrow: pip install pyarrow") from e
-    try:
-        parquet_file = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow raises several types for a corrupt or foreign file
-        raise CorralError(f"{path}: not a readable parquet file ({e})") from e
-    rows = (row for batch in parquet_file.iter_batches(batch_size=1024)
-            for row in batch.to_pylist())
-    return ((f"{path}:row {n}", row) for n, row in enumerate(rows, 1))
-
-
-def _read_hf(hf_id: str) -> Iterator[tuple[str, dict | Exception]]:
-    try:
-        import datasets
-    except ImportError as e:
-        raise CorralError(f"{hf_id} is not a local file, and loading a Hugging Face dataset "
-                          "needs the datasets package: pip install datasets") from e
-    name, *rest = hf_id.split(":")
-    config = rest[0] if len(rest) == 2 else None
-    split = rest[-1] if rest else "train"
-    try:
-        dataset = datasets.load_dataset(name, config, split=split)
-    except Exception as e:  # network, missing dataset, bad split: all reported the same way
-        raise CorralError(f"could not load Hugging Face dataset {hf_id!r}: {e}") from e
-    return ((f"{hf_id}:row {n}", _as_row(row)) for n, row in enumerate(dataset, 1))
 
 
 def _load(path: str, parse_row: Callable[[dict, str], object], accepted: str,
@@ -181,7 +51,7 @@ def _text(value, what: str) -> str:
     if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
         value = _join_text_parts(value, what)
     if not isinstance(value, str):
-        raise RowError(f"{what} must be a string, got {_json_type(value)}")
+        raise RowError(f"{what} must be a string, got {json_type(value)}")
     if not value.strip():
         raise RowError(f"{what} is empty")
     return value
@@ -208,7 +78,7 @@ def _weight(message: dict, where: str, role: str) -> int | None:
 def _message(message, where: str) -> Message:
     if not isinstance(message, dict):
         raise RowError(f"{where} must be an object with 'role' and 'content', "
-                       f"got {_json_type(message)}")
+                       f"got {json_type(message)}")
     for key in ("role", "content"):
         if key not in message:
             raise RowError(f"{where} has no {key!r}")
@@ -221,7 +91,7 @@ def _message(message, where: str) -> Message:
 
 def _messages(value, key: str) -> tuple[Message, ...]:
     if not isinstance(value, list):
-        raise RowError(f"'{key}' must be a list of messages, got {_json_type(value)}")
+        raise RowError(f"'{key}' must be a list of messages, got {json_type(value)}")
     if not value:
         raise RowError(f"'{key}' is empty")
     return tuple(_message(m, f"{key}[{i}]") for i, m in enumerate(value))
@@ -233,7 +103,7 @@ def _side(value, key: str) -> str | tuple[Message, ...]:
         return _messages(value, key)
     if isinstance(value, str):
         return _text(value, f"'{key}'")
-    raise RowError(f"'{key}' must be a string or a list of messages, got {_json_type(value)}")
+    raise RowError(f"'{key}' must be a string or a list of messages, got {json_type(value)}")
 
 
 def _same_form(sides: dict) -> None:

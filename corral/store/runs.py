@@ -89,7 +89,14 @@ def data_entry(path) -> dict:
     """path, sha256 (and bytes) of a data file or saved dataset dir; sha256 None for a hub id."""
     p = Path(path)
     if p.is_file():
-        return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+        entry = {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+        manifest = Path(f"{p}.manifest.json")
+        if manifest.is_file():  # made by corral: keep where it came from, even if moved later
+            try:
+                entry["manifest"] = json.loads(manifest.read_text(encoding="utf-8"))
+            except ValueError:
+                entry["manifest"] = None
+        return entry
     if p.is_dir():  # a saved dataset directory: hash names and contents in a fixed order
         h = hashlib.sha256()
         for f in sorted(x for x in p.rglob("*") if x.is_file()):
