@@ -219,3 +219,31 @@ def test_cli_distill_and_rejection_on_a_tiny_model(tmp_path, monkeypatch, capsys
     assert main(["synth", "rejection", "--model", tiny, "--task", "arithmetic", "--split",
                  "unseen", "--out", "r.jsonl"]) == 2
     assert "leak" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ ReST-EM rounds
+def test_rest_em_samples_from_the_latest_student_and_stops_when_dev_stalls(tmp_path):
+    from corral.methods.rest_em import RestEM
+
+    dev = {"base": 0.10, "s1": 0.20, "s2": 0.25, "s3": 0.24}
+    calls = []
+
+    def sample(model, r):
+        calls.append(("sample", model, r))
+        return f"d{r}"
+
+    def train(data, start, r):
+        calls.append(("train", data, start))
+        return f"s{r}"
+    loop = RestEM(rounds=5, base="base")
+    history = loop.run(sample, train, dev.__getitem__, log=lambda *_: None,
+                       record=str(tmp_path / "rounds.json"))
+    assert [h.dev for h in history] == [0.10, 0.20, 0.25, 0.24]  # round 3 fell: stop
+    assert calls[2] == ("sample", "s1", 2) and calls[3] == ("train", "d2", "base")
+    assert loop.best().model == "s2"
+    saved = json.loads((tmp_path / "rounds.json").read_text())
+    assert saved["best"]["round"] == 2 and len(saved["rounds"]) == 4
+    calls.clear()
+    RestEM(rounds=2, base="base", from_last=True).run(sample, train, dev.__getitem__,
+                                                      log=lambda *_: None)
+    assert calls[3] == ("train", "d2", "s1")  # STaR-style: continue from the last student

@@ -46,10 +46,61 @@ def cmd_sample(args) -> None:
                     keep=args.keep, min_votes=args.min_votes, require_pass=args.require_pass,
                     star=args.star, round=args.round,
                     teacher=Teacher(system_prompt=system, few_shot=tuple(task.few_shot)))
-    generator = generator_for(args.model, root=args.root, batch_size=args.batch_size,
+    if args.kind == "rejection" and args.rounds:
+        return _rest_em(args, task, grader, params, recipe)
+    generator = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
                               key="--model")
     synthesize(generator, task, args.out, params, recipe, grader=grader,
                batch_size=args.batch_size)
+
+
+def _rest_em(args, task, grader, params, recipe) -> None:
+    """--rounds K: sample from the latest student, keep what passes, SFT, measure dev."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from corral.core.config import load_config
+    from corral.core.sections import SFTConfig
+    from corral.eval.evaluate import compare_models
+    from corral.infer.engine import SamplingParams
+    from corral.infer.generators import generator_for
+    from corral.methods.rest_em import RestEM
+    from corral.methods.runner import run
+    from corral.methods.sft import METHOD
+    from corral.store.runs import run_model_path
+    from corral.synth.recipes import synthesize
+    from corral.tasks import get_task
+
+    dev = get_task(args.task, split="dev", data=args.dev_data or args.data,
+                   grader=args.task_grader, limit=args.dev_limit, grader_flag="--task-grader")
+    greedy = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
+    stem, prefix = str(Path(args.out).with_suffix("")), args.run_prefix or Path(args.out).stem
+
+    def sample(model, r):
+        out = f"{stem}.round{r}.jsonl"
+        generator = generator_for(model, root=args.root, batch_size=args.engine_batch,
+                                  key="--model")
+        synthesize(generator, task, out, params, replace(recipe, round=r), grader=grader,
+                   batch_size=args.batch_size)
+        return out
+
+    def train(data, start, r):
+        name = f"{prefix}-round{r}"
+        cfg = load_config(SFTConfig, None, [f"model.name={start}", f"data.train={data}",
+                                            f"run.name={name}", f"run.root={args.root}",
+                                            *args.train])
+        run(METHOD, cfg)
+        return name
+
+    def evaluate(model):
+        path = run_model_path(model, args.root)
+        return compare_models([path], dev, greedy, (1,))[path]["mean"]
+
+    loop = RestEM(args.rounds, args.model, from_last=args.from_last, min_gain=args.min_gain)
+    loop.run(sample, train, evaluate, record=f"{stem}.rounds.json")
+    best = loop.best()
+    print(f"rest-em: best round {best.round} ({best.model}), dev {best.dev:.3f}; "
+          f"rounds in {stem}.rounds.json")
 
 
 def cmd_self_instruct(args) -> None:
@@ -61,7 +112,7 @@ def cmd_self_instruct(args) -> None:
                       max_words=args.max_words, blocklist=tuple(args.block or ()))
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p,
                             max_new_tokens=args.max_new_tokens, seed=args.seed)
-    generator = generator_for(args.model, root=args.root, batch_size=args.batch_size,
+    generator = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
                               key="--model")
     self_instruct(generator, args.seeds, args.out, args.num, params, filters,
                   in_context=args.in_context, evolve=args.evolve, seed=args.seed)
@@ -76,7 +127,10 @@ def _sampling_args(p, n: int, temperature: float) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16, help="prompts per job batch")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="prompts per job batch (each batch is saved when done)")
+    p.add_argument("--engine-batch", type=int, default=64,
+                   help="sequences a local model decodes at once (prompts x samples)")
     p.add_argument("--out", required=True, help="output .jsonl (a manifest is written beside)")
     p.add_argument("--root", default="runs")
 
@@ -107,6 +161,17 @@ def register(subparsers) -> None:
     _sampling_args(p, n=8, temperature=0.8)
     p.add_argument("--star", action="store_true",
                    help="retry failed prompts with the reference answer as a hint")
+    p.add_argument("--rounds", type=int, default=0,
+                   help="ReST-EM: K rounds of sample -> keep -> SFT -> dev; stops when dev "
+                   "stops improving (0 = only write the data)")
+    p.add_argument("--from-last", action="store_true",
+                   help="fine-tune each round from the last student (default: from the base)")
+    p.add_argument("--min-gain", type=float, default=0.0, help="dev gain a round must beat")
+    p.add_argument("--dev-limit", type=int, default=100, help="dev items graded per round")
+    p.add_argument("--dev-data", default="", help="data file of the dev split (default --data)")
+    p.add_argument("--run-prefix", default="", help="runs are PREFIX-roundR (default OUT stem)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   help="SFT setting for every round, e.g. --train train.epochs=2")
 
     p = sub.add_parser("distill", help="a teacher's answers as SFT records")
     _task_args(p, "distill")
