@@ -51,7 +51,7 @@ def cmd_sample(args) -> None:
     generator = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
                               key="--model")
     synthesize(generator, task, args.out, params, recipe, grader=grader,
-               batch_size=args.batch_size)
+               batch_size=args.batch_size, samples=args.samples)
 
 
 def _rest_em(args, task, grader, params, recipe) -> None:
@@ -86,9 +86,13 @@ def _rest_em(args, task, grader, params, recipe) -> None:
 
     def train(data, start, r):
         name = f"{prefix}-round{r}"
+        folder = Path(args.root) / name
+        if (folder / "final").is_dir():  # a rerun of a killed loop: this round is trained
+            return name
+        resume = ["run.resume=true"] if (folder / "checkpoints").is_dir() else []
         cfg = load_config(SFTConfig, None, [f"model.name={start}", f"data.train={data}",
                                             f"run.name={name}", f"run.root={args.root}",
-                                            *args.train])
+                                            *args.train, *resume])
         run(METHOD, cfg)
         return name
 
@@ -147,6 +151,8 @@ def _task_args(p, kind: str) -> None:
     p.add_argument("--system", default="", help="system prompt the generator sees")
     p.add_argument("--keep", type=int, default=1, help="samples kept per prompt at most")
     p.add_argument("--round", type=int, default=1, help="round number, recorded in lineage")
+    p.add_argument("--samples", default="", help="graded samples file (the resumable job; "
+                   "default OUT.samples.jsonl): reuse one to select again without sampling")
     p.set_defaults(func=cmd_sample, kind=kind, rule="pass", min_votes=0.0, require_pass=False,
                    star=False, orca=False)
 

@@ -38,16 +38,17 @@ class Recipe:
 
 
 def synthesize(generator, task, out: str, params: SamplingParams, recipe: Recipe,
-               grader=None, batch_size: int = 16, log=print) -> dict:
-    """Sample (resumably, into OUT.samples.jsonl), select, and write OUT (SFT chat rows) with
-    its manifest; returns the counts."""
+               grader=None, batch_size: int = 16, samples: str = "", log=print) -> dict:
+    """Sample (resumably, into `samples`, default OUT.samples.jsonl), select, and write OUT
+    (SFT chat rows) with its manifest; returns the counts. Two selections that name the same
+    samples file share its generations."""
     if recipe.kind == "rejection" and grader is None:
         raise CorralError("rejection sampling needs a grader: a task with one, or --grader")
     if recipe.require_pass and grader is None:
         raise CorralError("--require-pass needs a grader: a task with one, or --grader")
     if Path(out).suffix != ".jsonl":
         raise CorralError(f"--out {out}: give a .jsonl path for the SFT records")
-    samples_path = f"{Path(out).with_suffix('')}.samples.jsonl"
+    samples_path = samples or f"{Path(out).with_suffix('')}.samples.jsonl"
     samples = sample_task(generator, task, samples_path, params, grader=grader,
                           teacher=recipe.teacher, star=recipe.star, batch_size=batch_size,
                           extra={"recipe": recipe.kind, "round": recipe.round}, log=log)

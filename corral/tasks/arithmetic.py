@@ -72,6 +72,7 @@ def build(split: str = "dev", data: str = "", seed: int = 0, few_shot: int = 0, 
         name = assign(content_hash(row), dev=0.1, unseen=0.1)
         if name == "train" and len(shots) < few_shot:
             shots.append((f"{row['question']} {INSTRUCTION}", row["answer"]))
+            continue  # a worked example is never also an item (its answer would be shown)
         if name == split and len(items) < size:
             answer = row["answer"].split("####")[-1].strip()
             items.append(Item(messages=(Message("user", f"{row['question']} {INSTRUCTION}"),),
