@@ -173,11 +173,12 @@ def _read_json_arg(text: str, what: str):
 
 
 def _add_training(sub) -> None:
-    from corral.cli import synth, synthesize, train
+    from corral.cli import curate, synth, synthesize, train
 
     train.register(sub)
     synth.register(sub)
     synthesize.register(sub)
+    curate.register(sub)
 
     p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
     p.add_argument("--root", default="runs")

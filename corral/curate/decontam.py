@@ -1,0 +1,218 @@
+"""Decontamination: training rows that contain test items, by word n-gram overlap.
+
+    items = eval_items("gsm8k=../shared/data/gsm8k/test.jsonl") + eval_items("evals/x.jsonl")
+    items += [i for p in known_splits("data.train.jsonl") for i in eval_items(p)]
+    result = decontaminate(rows, items, ngram=13, threshold=0.5, sealed=sealed_index())
+
+For each training row: the test item whose distinct n-grams it covers the most, and the share
+covered (covered n-grams / the item's n-grams). Rows at or above `threshold` are dropped; rows
+with a smaller overlap are kept and reported. A test item of fewer than n words has no n-gram:
+it counts as covered (1.0) when its normalised words appear, in order, inside the row's.
+`sealed`: content hashes of sealed unseen rows (only hashes are stored, so a raw row matches
+only when identical); such rows are dropped too.
+
+The test n-grams live in one sorted uint64 array with the owning item of each entry: numpy's
+form of a dict n-gram hash → item ids, looked up for every training n-gram at once.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from corral.core.errors import CorralError
+from corral.core.io import content_hash
+from corral.curate.minhash import TEXT_CHUNK
+from corral.curate.report import Finding, StepResult
+from corral.curate.text import (
+    Row,
+    encode,
+    ngram_hashes,
+    prompt_text,
+    segments,
+    source_of,
+    texts_of,
+    tokenize,
+    whole_hashes,
+)
+
+HELD_OUT = ("dev", "unseen")  # the splits a task evaluates on; its train split is for training
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One test item: where it is (id), the prompt text compared, and its test set (target:
+    the task name or file, as manifests and `corral lineage` name it)."""
+    id: str
+    text: str
+    target: str
+
+
+def eval_items(spec: str, seed: int = 0) -> list[EvalItem]:
+    """Test items of a data file (any corral row type; compared by its prompt) or of a task:
+    `NAME` (its dev and unseen splits), `NAME:SPLIT`, and `...=DATA` for a task reading a
+    local file (gsm8k=../shared/data/gsm8k/test.jsonl)."""
+    from corral.tasks import task_names
+
+    if os.path.isfile(spec):
+        return _file_items(spec)
+    name, _, data = spec.partition("=")
+    name, _, split = name.partition(":")
+    if name in task_names():
+        return _task_items(name, (split,) if split else HELD_OUT, data, seed)
+    if name.endswith((".jsonl", ".ndjson", ".json", ".parquet")):
+        raise CorralError(f"--decontaminate {spec}: file not found; check the path")
+    from corral.tasks import get_task
+    get_task(name)  # raises the unknown-task error, with its did-you-mean
+    raise CorralError(f"--decontaminate {spec}: not a task or file")  # pragma: no cover
+
+
+def _file_items(path: str) -> list[EvalItem]:
+    from corral.data.files import read_rows
+
+    items = []
+    for source, row in read_rows(path):
+        if isinstance(row, Exception):
+            raise CorralError(f"{source}: {row}; fix the row or leave {path} out of "
+                              "--decontaminate")
+        items.append(EvalItem(source, texts_of([Row(row, source)], prompt=True)[0], path))
+    if not items:
+        raise CorralError(f"--decontaminate {path}: the file has no rows; check it")
+    return items
+
+
+def _task_items(name: str, splits, data: str, seed: int) -> list[EvalItem]:
+    from corral.tasks import get_task
+
+    items = []
+    for split in splits:
+        task = get_task(name, split=split, data=data, seed=seed)
+        items += [EvalItem(f"{name}:{split}:{item.source or k + 1}", prompt_text(item), name)
+                  for k, item in enumerate(task.items)]
+    return items
+
+
+def known_splits(path) -> list[str]:
+    """The dev and unseen files `corral split` wrote beside `<stem>.train.<ext>` (none for a
+    file of another name: its dev rows may be meant to stay in it)."""
+    p = Path(path)
+    parts = p.name.split(".")
+    if len(parts) < 3 or parts[1] != "train":
+        return []
+    return [str(f) for f in (p.with_name(f"{parts[0]}.{s}.jsonl") for s in HELD_OUT)
+            if f.is_file()]
+
+
+def sealed_index() -> dict[str, str]:
+    """Content hash → the seal file listing it, for every sealed unseen split in $CORRAL_HOME."""
+    from corral.data.splits import sealed_dir
+
+    index = {}
+    folder = sealed_dir()
+    for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            index.setdefault(line.strip(), path.name)
+    index.pop("", None)
+    return index
+
+
+def decontaminate(rows: list, items: list[EvalItem], ngram: int = 13, threshold: float = 0.5,
+                  sealed: dict | None = None) -> StepResult:
+    """Drop rows covering ≥ threshold of a test item's n-grams, or sealed as unseen."""
+    if ngram < 1 or not 0 < threshold <= 1:
+        raise CorralError(f"ngram {ngram}, threshold {threshold}: give ngram ≥ 1 and a "
+                          "threshold in (0, 1]")
+    best, covered, total = overlaps(texts_of(rows), [item.text for item in items], ngram)
+    kept, findings = [], []
+    for index, row in enumerate(rows):
+        source, data = source_of(row, index), getattr(row, "data", row)
+        seal = sealed.get(content_hash(data)) if sealed and isinstance(data, dict) else None
+        if seal:
+            findings.append(Finding("decontaminate", source, "in a sealed unseen split",
+                                    match=f"sealed:{seal}", score=1.0))
+            continue
+        if best[index] < 0:
+            kept.append(row)
+            continue
+        share, item = float(covered[index] / total[index]), items[best[index]]
+        why = f"contains the test item (under {ngram} words)" \
+            if len(tokenize(item.text)) < ngram else \
+            f"covers {covered[index]}/{total[index]} of the test item's {ngram}-grams"
+        findings.append(Finding("decontaminate", source, why, match=item.id, score=share,
+                                dropped=bool(share >= threshold)))
+        if share < threshold:
+            kept.append(row)
+    targets = sorted({item.target for item in items})
+    return StepResult("decontaminate", kept, findings,
+                      params={"ngram": ngram, "threshold": threshold, "test_items": len(items),
+                              "targets": targets, "sealed_hashes": len(sealed or {})})
+
+
+def _test_index(texts: list[str], n: int):
+    """(keys, owners, total, short): test n-gram hashes sorted, with their item; each item's
+    count of distinct n-grams (1 for a short item); short items' whole hashes by length."""
+    hashes, offsets = encode(texts)
+    keys, owners = _distinct(*ngram_hashes(hashes, offsets, n))
+    order = np.argsort(keys, kind="stable")
+    keys, owners = keys[order], owners[order]
+    total = np.bincount(owners, minlength=len(texts))
+    lengths = np.diff(offsets)
+    short = {}
+    for m in np.unique(lengths[(lengths > 0) & (lengths < n)]):
+        docs = np.flatnonzero(lengths == m)
+        whole = whole_hashes(hashes, offsets, docs)
+        order = np.argsort(whole, kind="stable")
+        short[int(m)] = (whole[order], docs[order])
+        total[docs] = 1
+    return keys, owners, total, short
+
+
+def _distinct(grams: np.ndarray, owner: np.ndarray):
+    order = np.lexsort((grams, owner))
+    grams, owner = grams[order], owner[order]
+    keep = np.ones(len(grams), dtype=bool)
+    keep[1:] = (grams[1:] != grams[:-1]) | (owner[1:] != owner[:-1])
+    return grams[keep], owner[keep]
+
+
+def _matches(keys, owners, grams, docs):
+    """(doc, item) for every training n-gram (grams, docs) found among the test keys."""
+    if not len(keys) or not len(grams):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, grams), len(keys) - 1)
+    hit = keys[pos] == grams
+    grams, docs = _distinct(grams[hit], docs[hit])  # a repeated n-gram covers once
+    flat, owner = segments(np.searchsorted(keys, grams, "left"),
+                           np.searchsorted(keys, grams, "right"))
+    return docs[owner], owners[flat]
+
+
+def overlaps(train_texts: list[str], test_texts: list[str], n: int = 13):
+    """Per training text: (best item index or −1, covered n-grams of it, its n-gram count).
+    Best = the highest covered share; ties go to the earlier test item."""
+    size = len(train_texts)
+    best = np.full(size, -1, dtype=np.int64)
+    covered, total = np.zeros(size, dtype=np.int64), np.ones(size, dtype=np.int64)
+    if not test_texts or not train_texts:
+        return best, covered, total
+    keys, owners, item_total, short = _test_index(test_texts, n)
+    docs, found = [], []
+    for lo in range(0, size, TEXT_CHUNK):  # a chunk at a time: small temporaries
+        hashes, offsets = encode(train_texts[lo:lo + TEXT_CHUNK])
+        for m, (whole, owner) in [(n, (keys, owners)), *short.items()]:
+            d, item = _matches(whole, owner, *ngram_hashes(hashes, offsets, m))
+            docs.append(d + lo)
+            found.append(item)
+    pair = np.concatenate(docs) * len(test_texts) + np.concatenate(found)
+    pair, counts = np.unique(pair, return_counts=True)
+    doc, item = pair // len(test_texts), pair % len(test_texts)
+    share = counts / item_total[item]
+    order = np.lexsort((item, -share, doc))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = doc[order][1:] != doc[order][:-1]
+    pick = order[first]
+    best[doc[pick]], covered[doc[pick]], total[doc[pick]] = item[pick], counts[pick], \
+        item_total[item[pick]]
+    return best, covered, total
