@@ -287,6 +287,17 @@ def test_cli_end_to_end_writes_output_report_and_manifest(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_cli_deita_by_a_score_field_keeps_the_best_diverse_rows(tmp_path):
+    rows = [{"text": t, "score": s} for t, s in
+            [("apples and pears", 1), ("the moon at night", 3), ("stock market news", 2)]]
+    data, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_cli([str(data), "--out", str(out), "--select", "2", "--score-field", "score"])
+    assert [json.loads(line)["score"] for line in out.read_text().splitlines()] == [3, 2]
+    step = json.loads((tmp_path / "o.jsonl.manifest.json").read_text())["steps"][-1]
+    assert step["params"]["scores"] == "field:score"
+
+
 def test_cli_uses_the_known_splits_of_a_train_file(tmp_path):
     from corral.data.splits import split_file
     rng = random.Random(5)

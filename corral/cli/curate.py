@@ -62,6 +62,7 @@ def _ifd_scorer(model_name: str, batch_size: int):
                              for_training=False, key="--score-model")
         values = ifd_scores(policy.model, policy.tokenizer, rows, batch_size=batch_size)
         return [v if v < 1 else float("-inf") for v in values]  # NaN < 1 is False: last too
+    scorer.name = f"ifd:{model_name}"
     return scorer
 
 

@@ -87,7 +87,7 @@ def _field_scores(rows: list[Row], key: str) -> list[float]:
 def run_steps(rows: list, options: CurateOptions, train_path: str = "",
               scorer=None) -> list[StepResult]:
     """Each enabled step on the rows the one before kept. scorer(rows) -> one float per row:
-    deita's scores (else options.score_field)."""
+    the selection's scores (else options.score_field); its `name`, if any, goes in params."""
     results: list[StepResult] = []
     vectors: dict[int, object] = {}  # embeddings by id(row): computed once, shared
 
@@ -124,6 +124,9 @@ def run_steps(rows: list, options: CurateOptions, train_path: str = "",
             else None
         rows = step(select(rows, options.select, method, scores=scores, embeddings=vecs,
                            tau=options.tau, seed=options.seed))
+        if scores is not None:  # what the ranking came from, for the manifest
+            results[-1].params["scores"] = getattr(scorer, "name", "scorer") if scorer else \
+                f"field:{options.score_field}"
     return results
 
 
