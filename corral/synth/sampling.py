@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from corral.core.errors import CorralError
+from corral.core.io import read_jsonl
 from corral.core.records import as_dicts
 from corral.graders.base import Sample, check_grader_errors, passed, score_error
 from corral.infer.engine import SamplingParams
@@ -72,7 +73,7 @@ def sample_task(generator, task, out, params: SamplingParams, grader=None,
     report = job.run(rows, answer)
     log(f"samples: {report.generated} prompts generated, {report.reused} reused, "
         f"{report.failed} failed -> {out}")
-    return [json.loads(line) for line in open(out, encoding="utf-8")]
+    return read_jsonl(out)
 
 
 def _grade(items, outs, grader) -> list:
