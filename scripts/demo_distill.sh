@@ -5,7 +5,7 @@
 # (b) only those the grader passes, and (c) the gold solutions of the same 200 prompts.
 set -e
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-C="${CORRAL:-corral}"
+C="/usr/bin/time -f %U+%Ss_CPU_%es_wall ${CORRAL:-corral}"
 OUT=${OUT:-distill}
 mkdir -p $OUT
 T="--task arithmetic --split train --limit 200 --few-shot 4 -n 8 --temperature 0.8 \
@@ -21,5 +21,5 @@ for m in smollm2-135m-instruct $OUT-majority $OUT-majority-pass $OUT-gold; do
   $C eval --model $m --task arithmetic --split unseen --limit 100 --max-new-tokens 64 \
      --name $OUT-eval-$m
 done
-python scripts/paired.py runs/$OUT-eval-smollm2-135m-instruct runs/$OUT-eval-$OUT-majority \
+python "$(dirname "$0")/paired.py" runs/$OUT-eval-smollm2-135m-instruct runs/$OUT-eval-$OUT-majority \
   runs/$OUT-eval-$OUT-majority-pass runs/$OUT-eval-$OUT-gold

@@ -50,3 +50,31 @@ def test_lineage_of_a_missing_run_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["lineage", "nope"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_lineage_follows_a_curated_file_to_its_generator(tmp_path, monkeypatch, capsys):
+    """curate embeds its input's manifest in `sources`: the teacher and the decontamination
+    check are both found through it, and the curated file's own check counts for the run."""
+    from corral.curate.pipeline import CurateOptions, curate_file
+
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    rows = [{"messages": [{"role": "user", "content": f"What is {k} + {k}?"},
+                          {"role": "assistant", "content": str(2 * k)}]} for k in range(5)]
+    raw = tmp_path / "synth.jsonl"
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    api = {"kind": "endpoint", "url": "https://x/v1", "model": "big"}
+    write_manifest(str(raw), kind="synth-distill", generator=api)
+    manifest = curate_file(str(raw), str(tmp_path / "clean.jsonl"),
+                           CurateOptions(near=None, decontaminate=("arithmetic",)))
+    assert manifest["sources"][0]["generator"] == api
+    assert manifest["steps"][-1]["targets"] == ["arithmetic"]
+    make_run("runs", "student", "smollm2-135m-instruct", [str(tmp_path / "clean.jsonl")],
+             eval_task="arithmetic")
+    make_run("runs", "raw", "smollm2-135m-instruct", [str(raw)], eval_task="arithmetic")
+    assert main(["lineage", "student"]) == 0
+    out = capsys.readouterr().out
+    assert "endpoint https://x/v1 model big" in out  # found through the curated file's sources
+    assert "not decontaminated" not in out
+    assert main(["lineage", "raw"]) == 0
+    assert "synth.jsonl: not decontaminated against arithmetic" in capsys.readouterr().out
