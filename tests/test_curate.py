@@ -345,3 +345,20 @@ def test_chunked_hashing_gives_the_same_answers(monkeypatch):
     chunked = (minhash.shingle_sets(rows, 5), overlaps(rows, items, n=4))
     for a, b in zip([*whole[0], *whole[1]], [*chunked[0], *chunked[1]]):
         assert np.array_equal(a, b)
+
+
+def test_semantic_decontamination_catches_a_paraphrase_that_ngrams_miss():
+    from corral.curate.decontam import EvalItem, decontaminate, decontaminate_semantic
+    item = EvalItem("t:1", "Janet's ducks lay 16 eggs per day. She eats three for breakfast "
+                    "and sells the rest for $2 each. How much does she make every day?", "t")
+    paraphrase = chat_row("Consider the following. Every morning the woman eats three of the "
+                          "16 eggs her ducks lay daily and sells the remainder at $2 apiece. "
+                          "What does she earn per day?", "18")
+    other = chat_row("A train leaves at 3 pm and travels 60 miles per hour. How far has it "
+                     "gone by 5 pm?", "120")
+    assert len(decontaminate([paraphrase, other], [item], ngram=8).kept) == 2  # n-grams miss it
+    result = decontaminate_semantic([paraphrase, other], [item], 0.8)
+    assert result.kept == [other] and result.removed[0].match == "t:1"
+    assert result.params["targets"] == ["t"] and result.removed[0].score >= 0.8
+    with pytest.raises(CorralError, match="cosine"):
+        decontaminate_semantic([other], [item], 1.5)

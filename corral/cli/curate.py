@@ -45,6 +45,7 @@ def _options(args):
         num_perm=args.num_perm, semantic=_similarity("--semantic", args.semantic),
         decontaminate=tuple(args.decontaminate), known_splits=args.known_splits,
         decontam_ngram=args.decontam_ngram, decontam_threshold=args.decontam_threshold,
+        decontam_semantic=_similarity("--decontam-semantic", args.decontam_semantic),
         select=args.select, select_method=args.select_method, tau=args.tau,
         score_field=args.score_field, seed=args.seed)
 
@@ -99,6 +100,8 @@ def register(subparsers) -> None:
     p.add_argument("--decontam-ngram", type=int, default=13)
     p.add_argument("--decontam-threshold", type=float, default=0.5,
                    help="drop a row covering this share of a test item's n-grams")
+    p.add_argument("--decontam-semantic", default="off", help="also drop rows whose prompt "
+                   "has this MiniLM cosine to a test item (paraphrases; e.g. 0.9), or off")
     p.add_argument("--select", type=int, default=0, metavar="K", help="keep K rows")
     p.add_argument("--select-method", default="deita", choices=["deita", "kcenter", "random"])
     p.add_argument("--tau", type=float, default=0.9, help="deita: max cosine to a kept row")

@@ -216,3 +216,34 @@ def overlaps(train_texts: list[str], test_texts: list[str], n: int = 13):
     best[doc[pick]], covered[doc[pick]], total[doc[pick]] = item[pick], counts[pick], \
         item_total[item[pick]]
     return best, covered, total
+
+
+def decontaminate_semantic(rows: list, items: list[EvalItem], threshold: float) -> StepResult:
+    """Drop rows whose prompt is a paraphrase of a test item: MiniLM cosine ≥ threshold.
+
+    N-gram overlap misses a reworded copy (synonyms every few words leave no 13-gram intact);
+    an embedding of the prompt still lands next to the item's. Rows are compared by their
+    prompt only, as items are, so a new solution under a copied question is still caught."""
+    from corral.curate.embed import embed
+
+    if not 0 < threshold <= 1:
+        raise CorralError(f"semantic decontamination threshold {threshold}: give a cosine "
+                          "in (0, 1], e.g. 0.9")
+    prompts = texts_of(rows, prompt=True)
+    row_vecs = embed(prompts)
+    item_vecs = embed([item.text for item in items])
+    kept, findings = [], []
+    for start in range(0, len(rows), 1024):  # [rows, items] similarities, a block at a time
+        block = row_vecs[start:start + 1024] @ item_vecs.T
+        for offset, sims in enumerate(block):
+            index = start + offset
+            best = int(sims.argmax()) if len(items) else -1
+            if best >= 0 and sims[best] >= threshold:
+                findings.append(Finding("decontaminate-semantic", source_of(rows[index], index),
+                                        f"its prompt is {sims[best]:.3f} cosine to the test "
+                                        "item's", match=items[best].id, score=float(sims[best])))
+            else:
+                kept.append(rows[index])
+    return StepResult("decontaminate-semantic", kept, findings,
+                      params={"threshold": threshold, "test_items": len(items),
+                              "targets": sorted({item.target for item in items})})

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from corral.core.errors import CorralError
 from corral.core.io import atomic_write_lines, file_sha256
-from corral.curate.decontam import decontaminate, eval_items, known_splits, sealed_index
+from corral.curate.decontam import (
+    decontaminate,
+    decontaminate_semantic,
+    eval_items,
+    known_splits,
+    sealed_index,
+)
 from corral.curate.dedup import exact_dedup, near_dedup, semantic_dedup
 from corral.curate.report import StepResult
 from corral.curate.select import select
@@ -38,6 +44,7 @@ class CurateOptions:
     known_splits: bool = True  # sealed unseen hashes + dev/unseen files beside X.train.jsonl
     decontam_ngram: int = 13
     decontam_threshold: float = 0.5
+    decontam_semantic: float | None = None  # MiniLM cosine of prompts: catches paraphrases
     select: int = 0
     select_method: str = "deita"
     tau: float = 0.9
@@ -109,6 +116,8 @@ def run_steps(rows: list, options: CurateOptions, train_path: str = "",
     if items or sealed:
         rows = step(decontaminate(rows, items, options.decontam_ngram,
                                   options.decontam_threshold, sealed))
+    if items and options.decontam_semantic is not None:
+        rows = step(decontaminate_semantic(rows, items, options.decontam_semantic))
     if options.near is not None:
         rows = step(near_dedup(rows, options.near, options.ngram, options.num_perm,
                                seed=options.seed))
