@@ -73,6 +73,10 @@ def _ks(text: str) -> tuple:
 
 
 def cmd_eval(args) -> None:
+    if args.strategy or args.plot:
+        from corral.cli.strategies import run_eval_strategies
+
+        return run_eval_strategies(args)
     from corral.eval.evaluate import compare_models, format_table
     from corral.infer.engine import SamplingParams
     from corral.store.runs import RunStore, new_run_name
@@ -173,12 +177,13 @@ def _read_json_arg(text: str, what: str):
 
 
 def _add_training(sub) -> None:
-    from corral.cli import curate, synth, synthesize, train
+    from corral.cli import curate, feedback, synth, synthesize, train
 
     train.register(sub)
     synth.register(sub)
     synthesize.register(sub)
     curate.register(sub)
+    feedback.register(sub)
 
     p = sub.add_parser("quickstart", help="LoRA SFT of the embedded model on built-in data")
     p.add_argument("--root", default="runs")
@@ -235,6 +240,11 @@ def _add_evaluation(sub) -> None:
     p.add_argument("--name", default="")
     p.add_argument("--max-grader-errors", type=float, default=1.0,
                    help="stop when grading fails on this share of samples (default 1: all)")
+    p.add_argument("--strategy", default="", metavar="SPEC[,SPEC...]",
+                   help="compare inference-time strategies (greedy, best-of-n:N, majority:N, "
+                   "refine:R, reflexion:R, debate:MxR, beam:BxD): score against compute")
+    p.add_argument("--plot", default="", metavar="FILE.svg",
+                   help="with --strategy: draw score against generated tokens per item")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("lineage", help="where a run's behaviour came from: base model, "
