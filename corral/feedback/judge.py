@@ -27,14 +27,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.core.errors import CorralError
+from corral.core.errors import BudgetSpent, CorralError
 from corral.core.io import content_hash, read_jsonl
 from corral.feedback import prompts as P
 from corral.infer.engine import SamplingParams
-
-
-class BudgetSpent(CorralError):
-    """The judge's call budget is spent; whoever holds the judge stops cleanly."""
 
 
 @dataclass

@@ -14,6 +14,7 @@ from functools import partial
 
 from corral.core.config import load_config
 from corral.core.errors import CorralError
+from corral.graders.cached import CachedGrader
 from corral.graders.load import load_grader
 from corral.graders.weighted import WeightedGraders
 from corral.methods.rl_config import RLConfig, RLSection
@@ -29,6 +30,9 @@ def load_rl_config(path: str | None = None, overrides=(), preset: str = "") -> R
     """Defaults <- preset <- YAML file <- overrides: a preset only fills keys not given."""
     return load_config(RLConfig, path, [*([f"rl.preset={preset}"] if preset else []),
                                         *overrides])
+
+
+JUDGE_TYPES = ("score_model", "label_model")  # graders that ask a model: worth a cache
 
 
 def rl_grader(rl: RLSection, task_grader=None, root: str = "runs"):
@@ -50,7 +54,11 @@ def rl_grader(rl: RLSection, task_grader=None, root: str = "runs"):
             raise CorralError(f"rl.graders entry {entry!r} must look like WEIGHT:SPEC, "
                               "e.g. 0.2:format.json")
         parts.append((load_grader(spec, root=root), value))
-    return base if len(parts) == 1 else WeightedGraders(parts)
+    grader = base if len(parts) == 1 else WeightedGraders(parts)
+    judged = any(getattr(g, "type", "") in JUDGE_TYPES for g, _ in parts)
+    if rl.reward_cache or rl.max_reward_calls or judged:
+        grader = CachedGrader(grader, rl.reward_cache, rl.max_reward_calls)
+    return grader
 
 
 def objective_for(cfg: RLConfig) -> PolicyGradient:

@@ -73,6 +73,11 @@ class RLSection:
     signal_check_prompts: int = opt(32, "prompts sampled by the signal check")
     max_grader_errors: float = opt(1.0, "stop when grading fails on this share of a rollout's "
                                    "samples (1 = all: a setup mistake, not a bad sample)")
+    reward_cache: str = opt("", "JSONL cache of grader scores: the same prompt and answer are "
+                            "graded once, also across a resume (judge graders cache in memory "
+                            "without it)")
+    max_reward_calls: int = opt(0, "grader calls allowed (a judge's budget); when spent, "
+                                "training stops cleanly at the last finished step; 0 = no limit")
     gen_batch_size: int = opt(64, "decode rows at once")
     eval_before: bool = opt(True, "dev (and unseen) scores at step 0, for the learning curve")
 
@@ -92,6 +97,7 @@ class RLSection:
             (self.temperature > 0, f"rl.temperature={self.temperature} must be > 0 (RL samples)"),
             (self.max_new_tokens >= 1, "rl.max_new_tokens must be >= 1"),
             (0 < self.max_grader_errors <= 1, "rl.max_grader_errors is a share in (0, 1]"),
+            (self.max_reward_calls >= 0, "rl.max_reward_calls must be >= 0 (0 = no limit)"),
             (not (self.advantage == "group" and self.scale == "group" and self.n < 2),
              "rl.n must be >= 2 for group advantages (a group of one has no baseline)"),
             (not (self.reward_model and self.grader),

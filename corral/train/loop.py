@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from corral.core.errors import CorralError
+from corral.core.errors import BudgetSpent, CorralError
 from corral.core.sections import TrainConfig
 from corral.store.runs import RunStore
 
@@ -263,9 +263,14 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     session_start, elapsed_before = time.perf_counter(), totals["elapsed_s"]
     step_once = partial(_step, policy, objective, source, params, device, autocast, scaler,
                         optimizer, scheduler, max_norm, store)
+    stopped, done = "", start
     try:
         for step in range(start + 1, total + 1):  # `step` = optimizer steps done after this one
-            lr = step_once(step, totals)
+            try:
+                lr = step_once(step, totals)
+            except BudgetSpent as exc:  # raised while the step gathered its batch: no update
+                stopped = str(exc)
+                break
             totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
             row = {}
             if step % cfg.log_every == 0 or step == total:
@@ -284,12 +289,34 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
             if step == total or (cfg.save_every and step % cfg.save_every == 0):
                 _save(store, step, policy, params, names, optimizer, scheduler, scaler,
                       source, totals)
+            done = step
+        if stopped:
+            _stop_cleanly(store, done, stopped, evaluator, policy, totals,
+                          lambda: _save(store, done, policy, params, names, optimizer,
+                                        scheduler, scaler, source, totals))
     finally:
         bar.close()
         restore_flags()
     store.save_final(lambda d: policy.save(d))
-    return {**totals["last"], **totals["eval"], "step": max(start, total),
-            "tokens": totals["tokens"], "elapsed_s": totals["elapsed_s"]}
+    out = {**totals["last"], **totals["eval"], "step": done if stopped else max(start, total),
+           "tokens": totals["tokens"], "elapsed_s": totals["elapsed_s"]}
+    return {**out, "stopped": stopped} if stopped else out
+
+
+def _stop_cleanly(store, done: int, why: str, evaluator, policy, totals, save) -> None:
+    """A budget ran out mid-run: save the last finished step (resumable with a larger
+    budget), record why in the metrics and say so."""
+    if done > 0 and not store.checkpoint_dir(done).exists():
+        save()
+    row = {"stopped": why}
+    if evaluator is not None and done > 0:
+        try:
+            totals["eval"] = _evaluate(evaluator, policy, done)
+            row.update(totals["eval"])
+        except BudgetSpent:  # the dev grading shares the budget: keep the stop, skip the eval
+            pass
+    store.append_metrics(done, row)
+    tqdm.write(f"stopped at step {done}: {why}")
 
 
 def _step(policy, objective, source, params, device, autocast, scaler, optimizer, scheduler,
