@@ -26,7 +26,8 @@ items = {i.source: i for i in get_task("arithmetic", split="train").items}
 rows = [dict(json.loads(line), passed=1.0) for line in open(gold)]
 seen = set()
 for line in open(samples):
-    out_row = json.loads(line)["output"]
+    out_row = json.loads(line)
+    out_row = out_row.get("output", out_row)  # the job file, or its .partial cache
     item = items[out_row["source"]]
     for s in out_row["samples"]:
         if (item.source, s["text"]) in seen:

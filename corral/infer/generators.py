@@ -40,6 +40,13 @@ class Generator:
     def identity(self) -> dict:
         raise NotImplementedError
 
+    def count_prompt_tokens(self, conversations: list[list[dict]]) -> list[int] | None:
+        """Each conversation's prompt length in tokens, exactly as `chat` adds it to
+        usage.prompt_tokens, or None where only totals are known (an endpoint's server
+        reports usage per request, and requests run concurrently). Strategies use it to
+        charge each item its own share of the compute."""
+        return None
+
     @classmethod
     def from_engine(cls, engine: Engine, name: str = "engine",
                     identity: dict | None = None) -> LocalGenerator:
@@ -81,6 +88,9 @@ class LocalGenerator(Generator):
                 for g in gens:
                     g.prompt_index = k
         return out
+
+    def count_prompt_tokens(self, conversations) -> list[int]:
+        return [len(self._prompt_ids(c)) for c in conversations]
 
     def _prompt_ids(self, conversation) -> list[int]:
         text = self.engine.render_chat(as_dicts(conversation))
