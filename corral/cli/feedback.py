@@ -187,8 +187,6 @@ def register(subparsers) -> None:
                    "false)")
     p.add_argument("--out", required=True, help="preference rows (.jsonl) + manifest")
     p.set_defaults(func=cmd_label)
-    try:
-        from corral.cli.constitutional import add_parser
-    except ImportError:  # pragma: no cover - written alongside
-        return
+    from corral.cli.constitutional import add_parser
+
     add_parser(fsub)
