@@ -116,3 +116,24 @@ def test_contrast_pairs_come_one_from_each_configuration():
     weak = {k: [v[1]] for k, v in graded(3).items()}
     rows, _, counts = label_pairs(Judge(Scripted(oracle)), questions(3), strong, other=weak)
     assert counts["consistent"] == 3 and all(r["provenance"]["grader_agrees"] for r in rows)
+
+
+def test_a_labelling_job_killed_midway_resumes_from_the_verdict_cache(tmp_path):
+    from corral.feedback.judge import JudgeCache
+
+    class Dies(Scripted):  # the endpoint goes away after the first batch
+        def chat(self, conversations, params=None, *, return_errors=False):
+            if self.calls >= 4:
+                raise KeyboardInterrupt
+            return super().chat(conversations, params, return_errors=return_errors)
+
+    samples = {k: v[:2] for k, v in graded(6).items()}
+    cache = tmp_path / "verdicts.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        label_pairs(Judge(Dies(oracle), batch_size=4, cache=JudgeCache(cache)), questions(6),
+                    samples)
+    assert len(JudgeCache(cache).entries) == 4  # the finished batch is on disk
+    gen = Scripted(oracle)
+    rows, _, counts = label_pairs(Judge(gen, batch_size=4, cache=JudgeCache(cache)),
+                                  questions(6), samples)
+    assert counts["consistent"] == 6 and gen.calls == 12 - 4  # nothing asked twice
