@@ -263,6 +263,10 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     session_start, elapsed_before = time.perf_counter(), totals["elapsed_s"]
     step_once = partial(_step, policy, objective, source, params, device, autocast, scaler,
                         optimizer, scheduler, max_norm, store)
+    save = partial(_save, store, policy=policy, params=params, names=names,
+                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, source=source,
+                   totals=totals)
+    log_step = partial(_log_step, cfg, total, spe, totals, evaluator, policy, store, on_log, bar)
     stopped, done = "", start
     try:
         for step in range(start + 1, total + 1):  # `step` = optimizer steps done after this one
@@ -272,28 +276,14 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
                 stopped = str(exc)
                 break
             totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
-            row = {}
-            if step % cfg.log_every == 0 or step == total:
-                row = _window_metrics(totals, lr, epoch=step / spe)
-                bar.set_postfix(loss=f"{row['loss']:.4g}", tok_s=f"{row['tokens_per_s']:.0f}")
-            if evaluator is not None and (step == total or
-                                          (cfg.eval_every and step % cfg.eval_every == 0)):
-                totals["eval"] = _evaluate(evaluator, policy, step)
-                row.update(totals["eval"])
-            if row:
-                store.append_metrics(step, row)
-                if on_log is not None:
-                    on_log(step, row)
+            log_step(step, lr)
             bar.update(1)
             # Saved last, so the RNG state in it is the one the next step starts from.
             if step == total or (cfg.save_every and step % cfg.save_every == 0):
-                _save(store, step, policy, params, names, optimizer, scheduler, scaler,
-                      source, totals)
+                save(step)
             done = step
         if stopped:
-            _stop_cleanly(store, done, stopped, evaluator, policy, totals,
-                          lambda: _save(store, done, policy, params, names, optimizer,
-                                        scheduler, scaler, source, totals))
+            _stop_cleanly(store, done, stopped, evaluator, policy, totals, lambda: save(done))
     finally:
         bar.close()
         restore_flags()
@@ -301,6 +291,24 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     out = {**totals["last"], **totals["eval"], "step": done if stopped else max(start, total),
            "tokens": totals["tokens"], "elapsed_s": totals["elapsed_s"]}
     return {**out, "stopped": stopped} if stopped else out
+
+
+def _log_step(cfg, total, spe, totals, evaluator, policy, store, on_log, bar, step: int,
+              lr: float) -> None:
+    """The step's metrics row (every log_every steps and the last) and, when due, the
+    evaluation; rows go to the store and to on_log."""
+    row = {}
+    if step % cfg.log_every == 0 or step == total:
+        row = _window_metrics(totals, lr, epoch=step / spe)
+        bar.set_postfix(loss=f"{row['loss']:.4g}", tok_s=f"{row['tokens_per_s']:.0f}")
+    if evaluator is not None and (step == total or
+                                  (cfg.eval_every and step % cfg.eval_every == 0)):
+        totals["eval"] = _evaluate(evaluator, policy, step)
+        row.update(totals["eval"])
+    if row:
+        store.append_metrics(step, row)
+        if on_log is not None:
+            on_log(step, row)
 
 
 def _stop_cleanly(store, done: int, why: str, evaluator, policy, totals, save) -> None:
