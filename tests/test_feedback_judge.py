@@ -142,3 +142,31 @@ def test_the_budget_stops_before_the_call_that_would_exceed_it():
 def test_a_rubric_without_an_answer_field_is_refused():
     with pytest.raises(CorralError, match="no {answer} field"):
         Judge(Scripted(lambda c: ""), rubric="Rate the question {question}")
+
+
+def test_logprob_verdicts_from_a_local_model_match_an_unpadded_forward(tmp_path):
+    import torch
+
+    from corral.infer.generators import generator_for
+    from corral.testing import save_tiny
+
+    gen = generator_for(save_tiny(tmp_path / "tiny"))
+    convs = [[{"role": "user", "content": "Is 2 + 2 = 4? " * k}] for k in (1, 5)]
+    rows = gen.choice_logprobs(convs, ["Yes", "No"])
+    model, tok = gen.engine.backend.model, gen.engine.tokenizer
+    for conv, row in zip(convs, rows):  # the left-padded batch changes nothing
+        ids = torch.tensor([gen._prompt_ids(conv)])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), -1)
+        first = [tok(o, add_special_tokens=False)["input_ids"][0] for o in ("Yes", "No")]
+        assert row == pytest.approx(logp[first].tolist(), abs=1e-4)
+    judge = Judge(gen, rubric="correctness", verdict="logprob")
+    verdicts = judge.score(["q1", "q2", "q3"], ["a", "b", "c"])
+    assert all(v.value in (0.0, 1.0) and v.reply.startswith("logprob Yes:") for v in verdicts)
+    pairs = judge.pairwise(["q"], ["x"], ["y"])
+    assert pairs[0].outcome in ("a", "b", "inconsistent") and judge.stats.calls == 5
+    assert gen.usage.completion_tokens == 0 and gen.usage.requests == 2 + 5
+    with pytest.raises(CorralError, match="whole points 0..9"):
+        Judge(gen, rubric="Rate {answer}", high=10, verdict="logprob").score(["q"], ["a"])
+    with pytest.raises(CorralError, match="only a local model"):
+        Judge(Scripted(lambda c: ""), verdict="logprob")

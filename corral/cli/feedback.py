@@ -33,7 +33,7 @@ def _judge(args, generator=None):
     cache = JudgeCache(args.cache) if args.cache else None
     return Judge(gen, rubric=rubric, reasoning=args.reasoning, retries=args.retries,
                  max_new_tokens=args.judge_max_new_tokens, cache=cache,
-                 max_calls=args.max_calls or None)
+                 max_calls=args.max_calls or None, verdict=args.verdict)
 
 
 def _samples(args, task, path: str) -> dict:
@@ -135,6 +135,10 @@ def _judge_args(p) -> None:
                    help="pointwise rubric: correctness (0/1), additive (5 points) or a FILE")
     p.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=True,
                    help="let the judge explain before its verdict")
+    p.add_argument("--verdict", default="generate", choices=["generate", "logprob"],
+                   help="generate: the judge writes its verdict; logprob: the likeliest "
+                        "verdict token (Yes/No, a digit, A/B) — a local judge only, never "
+                        "unparsed, what a small model manages")
     p.add_argument("--retries", type=int, default=2, help="re-asks of an unparsable reply")
     p.add_argument("--judge-max-new-tokens", type=int, default=256)
     p.add_argument("--cache", default="", help="verdict cache (JSONL): a rerun asks nothing twice")

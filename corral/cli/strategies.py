@@ -109,14 +109,16 @@ def run_eval_strategies(args) -> None:
 
 class JudgeScorer:
     """best-of-n:N:judge — the model being evaluated judges its own samples (correctness
-    rubric, verdict only), and each answer is charged its share of the judge's calls and
-    tokens (`last_compute`), so the strategy is compared at what it really costs."""
+    rubric, verdict only: the likelier of Yes/No for a local model), and each answer is
+    charged its share of the judge's calls and tokens (`last_compute`), so the strategy is
+    compared at what it really costs."""
 
     def __init__(self, generator, max_new_tokens: int):
         from corral.feedback.judge import Judge
 
+        verdict = "logprob" if hasattr(generator, "choice_logprobs") else "generate"
         self.judge = Judge(generator, rubric="correctness", reasoning=False,
-                           max_new_tokens=min(32, max_new_tokens))
+                           max_new_tokens=min(32, max_new_tokens), verdict=verdict)
 
     def score(self, conversations, answers) -> list[float]:
         from corral.strategies import Compute

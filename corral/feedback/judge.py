@@ -128,6 +128,7 @@ class Judge:
     cache: JudgeCache | None = None
     max_calls: int | None = None
     batch_size: int = 32
+    verdict: str = "generate"  # or "logprob": the likeliest verdict token, local judges only
     stats: JudgeStats = field(default_factory=JudgeStats)
 
     def __post_init__(self):
@@ -143,6 +144,12 @@ class Judge:
             self.template = self.rubric
             self.low = 0.0 if self.low is None else self.low
             self.high = 5.0 if self.high is None else self.high
+        if self.verdict not in ("generate", "logprob"):
+            raise CorralError(f"judge verdict '{self.verdict}': use generate or logprob")
+        if self.verdict == "logprob" and not hasattr(self.generator, "choice_logprobs"):
+            raise CorralError(f"judge {self.generator.name}: --verdict logprob reads the "
+                              "model's next-token probabilities, which only a local model "
+                              "gives; use --verdict generate for an endpoint")
         if self.retries < 0:
             raise CorralError(f"judge retries {self.retries}: give 0 or more")
 
@@ -153,10 +160,12 @@ class Judge:
                     {"score": self.template, "pair": self.pairwise_template,
                      "critique": self.critique_template, "reasoning": self.reasoning}),
                 "range": [self.low, self.high], "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "verdict": self.verdict}
 
     # -- the three questions -------------------------------------------------------------
     def score(self, conversations, answers, principle: str = "") -> list[Verdict]:
+        if self.verdict == "logprob":
+            return self._score_by_choice(conversations, answers, principle)
         suffix = P.REASON_SCORE if self.reasoning else P.BARE_SCORE
         prompts = [P.fill(self.template, question=P.question_text(c), answer=a,
                           principle=principle) + suffix for c, a in zip(conversations, answers)]
@@ -166,11 +175,43 @@ class Judge:
 
     def compare(self, conversations, answers_a, answers_b, principle: str = "") -> list[Verdict]:
         """One order: answers_a shown as response A."""
-        suffix = P.REASON_PAIR if self.reasoning else P.BARE_PAIR
+        choose = self.verdict == "logprob"
+        suffix = P.CHOOSE_PAIR if choose else P.REASON_PAIR if self.reasoning else P.BARE_PAIR
         prompts = [P.fill(self.pairwise_template, question=P.question_text(c), answer_a=a,
                           answer_b=b, principle=principle) + suffix
                    for c, a, b in zip(conversations, answers_a, answers_b)]
+        if choose:
+            return self._ask("compare", prompts, batch=lambda ps: self._choose(ps, {"A": "A",
+                                                                                   "B": "B"}))
         return self._ask("compare", prompts, P.parse_preference, P.RETRY_PAIR)
+
+    def _score_by_choice(self, conversations, answers, principle) -> list[Verdict]:
+        """Pointwise by the likeliest verdict token: Yes/No for a 0/1 rubric, else the digit
+        of the points (integer ranges up to 9)."""
+        binary = (self.low, self.high) == (0, 1)
+        if not binary and not (float(self.low).is_integer() and float(self.high).is_integer()
+                               and 0 <= self.low < self.high <= 9):
+            raise CorralError(f"--verdict logprob scores a rubric of whole points 0..9; this "
+                              f"one runs {self.low:g}..{self.high:g}: use --verdict generate")
+        suffix = P.CHOOSE_CORRECT if binary else P.CHOOSE_POINTS
+        options = {"Yes": 1.0, "No": 0.0} if binary else \
+            {str(k): float(k) for k in range(int(self.low), int(self.high) + 1)}
+        prompts = [P.fill(self.template, question=P.question_text(c), answer=a,
+                          principle=principle) + suffix for c, a in zip(conversations, answers)]
+        return self._ask("score", prompts, batch=lambda ps: self._choose(ps, options))
+
+    def _choose(self, prompts: list[str], options: dict) -> list[Verdict]:
+        """One forward pass per prompt; the verdict is the option whose first token the judge
+        finds likeliest (never unparsed). The reply records every option's log-probability."""
+        conversations = [[{"role": "user", "content": p}] for p in prompts]
+        self._charge(len(conversations))
+        rows = self.generator.choice_logprobs(conversations, list(options))
+        verdicts = []
+        for row in rows:
+            best = max(range(len(row)), key=row.__getitem__)
+            reply = " ".join(f"{o}:{lp:.3f}" for o, lp in zip(options, row))
+            verdicts.append(Verdict(list(options.values())[best], f"logprob {reply}", 1))
+        return verdicts
 
     def pairwise(self, conversations, answers_a, answers_b, principle: str = "",
                  both_orders: bool = True) -> list[PairVerdict]:
@@ -191,7 +232,11 @@ class Judge:
                                                          "an empty critique"), "")
 
     # -- machinery -----------------------------------------------------------------------
-    def _ask(self, kind: str, prompts: list[str], parse, retry_text: str) -> list[Verdict]:
+    def _ask(self, kind: str, prompts: list[str], parse=None, retry_text: str = "",
+             batch=None) -> list[Verdict]:
+        """Cached verdicts for `prompts`; the rest asked a batch at a time, by `batch`
+        (prompts → verdicts) or by generating replies that `parse` reads."""
+        batch = batch or (lambda ps: self._ask_batch(ps, parse, retry_text))
         ident = self.identity()
         keys = [content_hash({"judge": ident, "kind": kind, "prompt": p}) for p in prompts]
         out: list[Verdict | None] = [None] * len(prompts)
@@ -205,7 +250,7 @@ class Judge:
                 todo.append(k)
         for at in range(0, len(todo), self.batch_size):
             chunk = todo[at:at + self.batch_size]
-            verdicts = self._ask_batch([prompts[k] for k in chunk], parse, retry_text)
+            verdicts = batch([prompts[k] for k in chunk])
             for k, v in zip(chunk, verdicts):
                 out[k] = v
             if self.cache:  # endpoint failures are not cached: a rerun asks again
@@ -252,17 +297,21 @@ class Judge:
                 f"judge {self.generator.name} gave no parsable verdict in any of {len(prompts)} "
                 f"replies ({self.retries} retries each); its last reply was "
                 f"{unparsed[-1].reply[:200]!r}. Use a stronger judge, turn reasoning off "
-                "(--no-judge-reasoning), or give a rubric that ends with the verdict format")
+                "(--no-reasoning), read its verdict from token probabilities (--verdict "
+                "logprob, local judges), or give a rubric that ends with the verdict format")
         if all(v.error.startswith("the judge failed") for v in verdicts) and verdicts:
             raise CorralError(f"judge {self.generator.name}: every call failed; the first: "
                               f"{verdicts[0].error}")
         return verdicts
 
-    def _chat(self, conversations: list[list[dict]]) -> list:
-        if self.max_calls is not None and self.stats.calls + len(conversations) > self.max_calls:
+    def _charge(self, calls: int) -> None:
+        if self.max_calls is not None and self.stats.calls + calls > self.max_calls:
             raise BudgetSpent(f"the judge's budget of {self.max_calls} calls is spent "
                               f"({self.stats.calls} made); raise it to judge more")
-        self.stats.calls += len(conversations)
+        self.stats.calls += calls
+
+    def _chat(self, conversations: list[list[dict]]) -> list:
+        self._charge(len(conversations))
         params = SamplingParams(max_new_tokens=self.max_new_tokens,
                                 temperature=self.temperature, n=1)
         results = self.generator.chat(conversations, params, return_errors=True)

@@ -83,6 +83,9 @@ REASON_PAIR = '\nFirst explain your comparison in at most 80 words, then end wit
     'for a tie.'
 BARE_PAIR = '\nReply with only your verdict: "[[A]]" if response A is better, "[[B]]" if ' \
     'response B is better, or "[[C]]" for a tie.'
+CHOOSE_CORRECT = "\nIs the response's final answer correct? Reply with only Yes or No."
+CHOOSE_POINTS = "\nReply with only the total number of points, a single digit."
+CHOOSE_PAIR = "\nWhich response is better? Reply with only the letter A or B."
 RETRY_SCORE = 'Your reply did not end with a score in the required form. Reply with only ' \
     'one line: "Score: <points>", points from {low:g} to {high:g}.'
 RETRY_PAIR = 'Your reply did not give a verdict in the required form. Reply with only ' \

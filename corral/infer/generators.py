@@ -89,6 +89,41 @@ class LocalGenerator(Generator):
                     g.prompt_index = k
         return out
 
+    def choice_logprobs(self, conversations, options: list[str],
+                        batch_size: int = 8) -> list[list[float]]:
+        """For each conversation, the log-probability that the reply starts with each option
+        (the option's first token after the generation prompt): one forward pass, no
+        sampling — how a small model is made to give a verdict it would not write out.
+        Counted as one request per conversation, its prompt tokens and no completion."""
+        import torch
+
+        model = getattr(self.engine.backend, "model", None)
+        if model is None:
+            raise CorralError(f"{self.name}: this engine exposes no model to score options "
+                              "with; use generated verdicts instead")
+        tokenizer = self.engine.tokenizer
+        first = [tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
+        prompts = [self._prompt_ids(c) for c in conversations]
+        device = next(model.parameters()).device
+        out = []
+        with torch.no_grad():
+            for at in range(0, len(prompts), batch_size):
+                chunk = prompts[at:at + batch_size]
+                width = max(len(p) for p in chunk)
+                ids = torch.zeros(len(chunk), width, dtype=torch.long)
+                mask = torch.zeros(len(chunk), width, dtype=torch.long)
+                for k, p in enumerate(chunk):  # left padding: every last position is the prompt's
+                    ids[k, width - len(p):] = torch.tensor(p)
+                    mask[k, width - len(p):] = 1
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.to(device)).logits[:, -1].float()
+                logp = torch.log_softmax(logits, -1)[:, first]
+                out += logp.tolist()
+        self.usage.requests += len(prompts)
+        self.usage.prompt_tokens += sum(len(p) for p in prompts)
+        return out
+
     def count_prompt_tokens(self, conversations) -> list[int]:
         return [len(self._prompt_ids(c)) for c in conversations]
 
