@@ -16,14 +16,16 @@ mkdir -p fb
 
 card() {
   A="--task arithmetic --split dev --limit 60 --model $M -n 4 --max-new-tokens 64"
+  # A 135M judge does not write "Score: N" (it solves the problem again): generated verdicts
+  # stop with "no parsable verdict"; so the card reads the likeliest verdict token instead.
   $C judge audit --judge $M $A --samples fb/arith-dev.samples.jsonl --no-reasoning \
-     --max-items 60 --cache fb/judge.cache.jsonl --out fb/card-arith-bare.json
-  $C judge audit --judge $M $A --samples fb/arith-dev.samples.jsonl --reasoning \
-     --max-items 20 --cache fb/judge.cache.jsonl --out fb/card-arith-reasoning.json
-  if [ -f rs/round1.samples.jsonl ]; then  # GSM8K train samples of scripts in docs/results.md
+     --max-items 30 --cache fb/judge.cache.jsonl --out fb/card-arith-generate.json || true
+  $C judge audit --judge $M $A --samples fb/arith-dev.samples.jsonl --verdict logprob \
+     --max-items 60 --cache fb/judge.cache.jsonl --out fb/card-arith.json
+  if [ -f rs/round1.samples.jsonl ]; then  # GSM8K train samples of the rejection demo
     $C judge audit --judge $M --task gsm8k --data $G/train.jsonl --split train --limit 200 \
-       --samples rs/round1.samples.jsonl --no-reasoning --max-items 40 \
-       --cache fb/judge.cache.jsonl --out fb/card-gsm8k-bare.json
+       --samples rs/round1.samples.jsonl --verdict logprob --max-items 60 \
+       --cache fb/judge.cache.jsonl --out fb/card-gsm8k.json
   fi
 }
 
@@ -36,7 +38,7 @@ strategies() {
 rlaif() {
   S=distill/teacher.samples.jsonl
   $C feedback label --judge $M --task arithmetic --split train --limit 200 --samples $S \
-     --no-reasoning --per-prompt 2 --max-items 40 --cache fb/judge.cache.jsonl \
+     --verdict logprob --per-prompt 2 --max-items 40 --cache fb/judge.cache.jsonl \
      --out fb/rlaif-judge.jsonl
   python - "$S" fb/rlaif-grader.jsonl <<'EOF'
 # The control: the same candidate pairs (same seed), labelled by the grader instead.
