@@ -12,7 +12,7 @@ from corral.core.errors import CorralError
 from corral.core.records import Item, Message
 from corral.graders.base import BaseGrader, Score
 from corral.graders.rules import NumericAnswer
-from corral.infer.engine import Engine, Generation
+from corral.infer.engine import Engine, Generation, SamplingParams
 from corral.infer.generators import Generator
 from corral.infer.remote import Usage
 from corral.strategies import Compute, grader_scorer, parse_strategy, run_strategies, write_svg
@@ -337,3 +337,30 @@ def test_best_of_n_with_the_model_as_judge_is_charged_the_judges_compute():
     assert [o.answer for o in out] == ["#### 4"] * 2  # the judge's pick, not the first sample
     assert total(out) == usage_of(gen)  # sampling and judging, all charged
     assert all(o.compute.calls == 1 + 3 for o in out)  # one sampling call, three verdicts
+
+
+def test_a_strategy_is_a_generator_for_teachers():
+    from corral.strategies.generator import StrategyGenerator
+
+    def model(c, k):  # critic satisfied at once; answers "#### 7"
+        return SATISFIED if "Critique" in last(c) or "critique" in last(c).lower() else "#### 7"
+    inner = Scripted(model)
+    teacher = StrategyGenerator(parse_strategy("refine:1"), inner)
+    out = teacher.chat([[{"role": "user", "content": "question 0"}]] * 2)
+    assert [g[0].text for g in out] == ["#### 7", "#### 7"] and teacher.usage is inner.usage
+    assert teacher.identity()["strategy"] == "refine:1" and len(inner.calls) == 2
+    with pytest.raises(CorralError, match="one answer per prompt"):
+        teacher.chat([[{"role": "user", "content": "q"}]], SamplingParams(n=2))
+    with pytest.raises(CorralError, match="needs a grader"):
+        StrategyGenerator(Reflexion(1), inner)
+
+
+def test_synth_distill_through_a_strategy(tiny, tmp_path, capsys):
+    argv = ["synth", "distill", "--model", tiny, "--task", "arithmetic", "--limit", "2",
+            "--max-new-tokens", "4", "--strategy", "majority:2", "--out", "d.jsonl"]
+    assert main(argv) == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "d.jsonl.manifest.json").read_text())
+    assert manifest["generator"]["strategy"] == "majority:2"
+    assert manifest["usage"]["completion_tokens"] > 0
+    assert main([*argv[:-2], "-n", "3", "--out", "e.jsonl"]) == 2
+    assert "gives one answer per prompt" in capsys.readouterr().err

@@ -48,10 +48,32 @@ def cmd_sample(args) -> None:
                     teacher=Teacher(system_prompt=system, few_shot=tuple(task.few_shot)))
     if args.kind == "rejection" and args.rounds:
         return _rest_em(args, task, grader, params, recipe)
+    if getattr(args, "strategy", "") and args.n != 1:
+        raise CorralError(f"--strategy {args.strategy} gives one answer per prompt; drop -n "
+                          "(or use -n 1) and let the strategy spend the samples")
     generator = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
                               key="--model")
+    if getattr(args, "strategy", ""):
+        generator = _strategy_teacher(args, generator)
     synthesize(generator, task, args.out, params, recipe, grader=grader,
                batch_size=args.batch_size, samples=args.samples)
+
+
+def _strategy_teacher(args, generator):
+    """The teacher as an inference strategy over the loaded model (a judge scorer is the
+    model itself; other scorers need reference fields a new prompt does not have)."""
+    from corral.cli.strategies import JudgeScorer
+    from corral.strategies import parse_strategy
+    from corral.strategies.generator import StrategyGenerator
+
+    strategy = parse_strategy(args.strategy, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature or 0.8, seed=args.seed)
+    if strategy.scorer_spec == "judge":
+        strategy.scorer = JudgeScorer(generator, args.max_new_tokens)
+    elif strategy.scorer_spec or strategy.kind == "best-of-n":
+        raise CorralError(f"--strategy {args.strategy}: a teacher's best-of-n picks with the "
+                          "model as judge; write best-of-n:N:judge")
+    return StrategyGenerator(strategy, generator)
 
 
 def _rest_em(args, task, grader, params, recipe) -> None:
@@ -190,6 +212,9 @@ def register(subparsers) -> None:
                    help="keep only answers the task's grader passes")
     p.add_argument("--orca", action="store_true",
                    help="ask for step-by-step explanations (Orca-style system prompt)")
+    p.add_argument("--strategy", default="", help="the teacher answers through an "
+                   "inference strategy (refine:1, debate:3x2, majority:8, best-of-n:4:judge; "
+                   "docs/strategies.md); -n stays 1")
 
     p = sub.add_parser("self-instruct", help="new instructions grown from seed tasks")
     p.add_argument("--seeds", required=True, help="seed tasks: JSONL rows with an instruction")
