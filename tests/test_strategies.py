@@ -343,7 +343,7 @@ def test_a_strategy_is_a_generator_for_teachers():
     from corral.strategies.generator import StrategyGenerator
 
     def model(c, k):  # critic satisfied at once; answers "#### 7"
-        return SATISFIED if "Critique" in last(c) or "critique" in last(c).lower() else "#### 7"
+        return SATISFIED if last(c).startswith("Review your answer") else "#### 7"
     inner = Scripted(model)
     teacher = StrategyGenerator(parse_strategy("refine:1"), inner)
     out = teacher.chat([[{"role": "user", "content": "question 0"}]] * 2)
