@@ -98,16 +98,6 @@ def sl_cai(generator, critic, constitution, rows: list[dict], out, *, rounds: in
                 "seed": seed, "constitution": constitution.sha256,
                 "critic": critic.identity(), "critic_params": asdict(critic_params)}
 
-    def critique_prompt(s: _Row, principle) -> list[dict]:
-        text = P.fill(CRITIQUE, question=P.question_text(s.row["messages"]),
-                      response=s.response, request=principle.critique)
-        return [{"role": "user", "content": text}]
-
-    def revision_prompt(s: _Row, principle) -> list[dict]:
-        text = P.fill(REVISION, question=P.question_text(s.row["messages"]), response=s.response,
-                      critique=s.critiques[-1], request=principle.revision)
-        return _context(s.row) + [{"role": "user", "content": text}]
-
     def work(batch: list[dict]) -> list:
         first = generator.chat([r["messages"] for r in batch], params, return_errors=True)
         states = [g if isinstance(g, Exception) else _Row(
@@ -119,30 +109,13 @@ def sl_cai(generator, critic, constitution, rows: list[dict], out, *, rounds: in
             if not live:
                 break
             drawn = [constitution.draw(s.rng) for s in live]
-            replies = critic.chat([critique_prompt(s, p) for s, p in zip(live, drawn)],
+            replies = critic.chat([_critique_prompt(s, p) for s, p in zip(live, drawn)],
                                   critic_params, return_errors=True)
-            revise = []
-            for s, p, reply in zip(live, drawn, replies):
-                s.principles.append(p.name)
-                if isinstance(reply, Exception):
-                    s.error, s.done = reply, True
-                    continue
-                s.critiques.append(reply[0].text.strip())
-                s.satisfied = P.satisfied(s.critiques[-1])
-                s.done = s.satisfied or not s.critiques[-1]  # nothing to revise by
-                if not s.done:
-                    revise.append((s, p))
-            if not revise:
-                continue
-            revised = generator.chat([revision_prompt(s, p) for s, p in revise], params,
-                                     return_errors=True)
-            for (s, _p), gens in zip(revise, revised):
-                if isinstance(gens, Exception):
-                    s.error, s.done = gens, True
-                    continue
-                s.revisions.append(gens[0].text.strip())
-                if s.revisions[-1]:  # an empty rewrite keeps the response it was given
-                    s.response, s.finish = s.revisions[-1], gens[0].finish_reason
+            revise = _take_critiques(live, drawn, replies)
+            if revise:
+                revised = generator.chat([_revision_prompt(s, p) for s, p in revise], params,
+                                         return_errors=True)
+                _take_revisions(revise, revised)
         return [s if isinstance(s, Exception) else _sft_row(s, generator, critic, constitution)
                 for s in states]
 
@@ -152,15 +125,7 @@ def sl_cai(generator, critic, constitution, rows: list[dict], out, *, rounds: in
     report, usage = _run(job, rows, work, generator, critic)
     done = read_jsonl(job.out_path)
     kept = [r for r in done if keep_truncated or not r["provenance"]["truncated"]]
-    counts = Counter(rows_in=len(rows), written=len(kept), failed=report.failed,
-                     reused=report.reused, dropped_truncated=len(done) - len(kept))
-    for row in done:
-        prov = row["provenance"]
-        counts["revised"] += prov["rounds"] > 0
-        counts["satisfied_at_round_0"] += prov["satisfied"] and prov["rounds"] == 0
-        counts["satisfied_later"] += prov["satisfied"] and prov["rounds"] > 0
-        counts["stopped_on_empty_critique"] += prov["critiques"][-1:] == [""]
-        counts["revisions"] += prov["rounds"]
+    counts = _sl_counts(rows, done, kept, report)
     summary = (f"{len(rows)} prompts, {counts['revised']} revised, "
                f"{counts['satisfied_at_round_0']} satisfied at round 0, "
                f"{counts['dropped_truncated']} cut at max_new_tokens, {report.failed} failed")
@@ -172,6 +137,57 @@ def sl_cai(generator, critic, constitution, rows: list[dict], out, *, rounds: in
            critic_params=critic_params, seed=seed, keep_truncated=keep_truncated)
     log(f"constitutional sl: {summary}, {report.reused} reused -> {out}")
     return dict(counts)
+
+
+def _critique_prompt(s: _Row, principle) -> list[dict]:
+    text = P.fill(CRITIQUE, question=P.question_text(s.row["messages"]),
+                  response=s.response, request=principle.critique)
+    return [{"role": "user", "content": text}]
+
+
+def _revision_prompt(s: _Row, principle) -> list[dict]:
+    text = P.fill(REVISION, question=P.question_text(s.row["messages"]), response=s.response,
+                  critique=s.critiques[-1], request=principle.revision)
+    return _context(s.row) + [{"role": "user", "content": text}]
+
+
+def _take_critiques(live: list, drawn: list, replies: list) -> list:
+    """Record each row's critique; the rows still to revise, with their principle."""
+    revise = []
+    for s, p, reply in zip(live, drawn, replies):
+        s.principles.append(p.name)
+        if isinstance(reply, Exception):
+            s.error, s.done = reply, True
+            continue
+        s.critiques.append(reply[0].text.strip())
+        s.satisfied = P.satisfied(s.critiques[-1])
+        s.done = s.satisfied or not s.critiques[-1]  # nothing to revise by
+        if not s.done:
+            revise.append((s, p))
+    return revise
+
+
+def _take_revisions(revise: list, revised: list) -> None:
+    for (s, _p), gens in zip(revise, revised):
+        if isinstance(gens, Exception):
+            s.error, s.done = gens, True
+            continue
+        s.revisions.append(gens[0].text.strip())
+        if s.revisions[-1]:  # an empty rewrite keeps the response it was given
+            s.response, s.finish = s.revisions[-1], gens[0].finish_reason
+
+
+def _sl_counts(rows, done, kept, report) -> Counter:
+    counts = Counter(rows_in=len(rows), written=len(kept), failed=report.failed,
+                     reused=report.reused, dropped_truncated=len(done) - len(kept))
+    for row in done:
+        prov = row["provenance"]
+        counts["revised"] += prov["rounds"] > 0
+        counts["satisfied_at_round_0"] += prov["satisfied"] and prov["rounds"] == 0
+        counts["satisfied_later"] += prov["satisfied"] and prov["rounds"] > 0
+        counts["stopped_on_empty_critique"] += prov["critiques"][-1:] == [""]
+        counts["revisions"] += prov["rounds"]
+    return counts
 
 
 def _sft_row(s: _Row, generator, critic, constitution):
@@ -207,16 +223,7 @@ def rl_cai(generator, judge, constitution, rows: list[dict], out, *,
                 "judge": judge.identity(), "keep_truncated": keep_truncated}
 
     def work(batch: list[dict]) -> list:
-        sample = [k for k, r in enumerate(batch) if "responses" not in r]
-        answers = generator.chat([batch[k]["messages"] for k in sample], params,
-                                 return_errors=True) if sample else []
-        pairs: list = [r.get("responses") for r in batch]
-        cut = set()
-        for k, gens in zip(sample, answers):
-            pairs[k] = gens if isinstance(gens, Exception) else [g.text.strip() for g in gens]
-            if not isinstance(gens, Exception) and not keep_truncated and any(
-                    g.finish_reason == "length" for g in gens):
-                cut.add(k)
+        pairs, cut = _sample_pairs(generator, batch, params, keep_truncated)
         outs: list = [None] * len(batch)
         groups: dict[str, list[int]] = {}
         for k, (r, pair) in enumerate(zip(batch, pairs)):
@@ -231,16 +238,7 @@ def rl_cai(generator, judge, constitution, rows: list[dict], out, *,
                     "identical" if all(pair) else "empty"
             else:
                 groups.setdefault(principle.name, []).append(k)
-        for name, ks in groups.items():  # one judge call per principle drawn in the batch
-            verdicts = judge.pairwise([batch[k]["messages"] for k in ks],
-                                      [pairs[k][0] for k in ks], [pairs[k][1] for k in ks],
-                                      principle=constitution.by_name(name).text)
-            for k, v in zip(ks, verdicts):
-                failed = [x.error for x in (v.forward, v.backward)
-                          if x is not None and x.error.startswith("the judge failed")]
-                outs[k] = RuntimeError(failed[0]) if failed else {
-                    **outs[k], "outcome": v.outcome,
-                    "replies": [v.forward.reply, v.backward.reply if v.backward else None]}
+        _judge_groups(judge, constitution, batch, pairs, groups, outs)
         return outs
 
     job = GenerationJob(pairs_path, template=template, model=generator.identity(),
@@ -267,6 +265,36 @@ def rl_cai(generator, judge, constitution, rows: list[dict], out, *,
     log(f"constitutional rl: {len(rows)} prompts; {summary}; {report.failed} failed; "
         f"{len(prefs)} preference rows -> {out}")
     return dict(counts)
+
+
+def _sample_pairs(generator, batch: list[dict], params, keep_truncated: bool):
+    """Each row's two responses: its own `responses`, or two samples; `cut`: rows with a
+    response stopped by max_new_tokens (not judged unless keep_truncated)."""
+    sample = [k for k, r in enumerate(batch) if "responses" not in r]
+    answers = generator.chat([batch[k]["messages"] for k in sample], params,
+                             return_errors=True) if sample else []
+    pairs: list = [r.get("responses") for r in batch]
+    cut = set()
+    for k, gens in zip(sample, answers):
+        pairs[k] = gens if isinstance(gens, Exception) else [g.text.strip() for g in gens]
+        if not isinstance(gens, Exception) and not keep_truncated and any(
+                g.finish_reason == "length" for g in gens):
+            cut.add(k)
+    return pairs, cut
+
+
+def _judge_groups(judge, constitution, batch, pairs, groups: dict, outs: list) -> None:
+    """One judge call per principle drawn in the batch; a judge failure fails its row."""
+    for name, ks in groups.items():
+        verdicts = judge.pairwise([batch[k]["messages"] for k in ks],
+                                  [pairs[k][0] for k in ks], [pairs[k][1] for k in ks],
+                                  principle=constitution.by_name(name).text)
+        for k, v in zip(ks, verdicts):
+            failed = [x.error for x in (v.forward, v.backward)
+                      if x is not None and x.error.startswith("the judge failed")]
+            outs[k] = RuntimeError(failed[0]) if failed else {
+                **outs[k], "outcome": v.outcome,
+                "replies": [v.forward.reply, v.backward.reply if v.backward else None]}
 
 
 def _preference(pair: dict, generator, judge, constitution) -> dict:
