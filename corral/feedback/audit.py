@@ -90,11 +90,22 @@ def audit(judge: Judge, conversations: dict, samples: dict, other: dict | None =
     if other:
         card["self_preference"] = _self_preference(judge, conversations, own, other, rng,
                                                    max_items)
-    ver = card["verification"]["balanced_accuracy"]
-    card["verifies_better_than_generates"] = None if ver is None else \
-        ver > card["generation_accuracy"]["value"]
+    card["verifies_better_than_generates"] = _verifies_better(card)
     card["judge_stats"] = judge.stats.as_dict()
     return card
+
+
+def _verifies_better(card: dict) -> bool | None:
+    """Yes when the balanced verification accuracy beats both chance (0.5: passing or failing
+    everything scores that) and the generation accuracy, each by two standard errors of the
+    verification recalls; None without both kinds of answer to verify."""
+    ver = card["verification"]
+    balanced = ver.get("balanced_accuracy")
+    recalls = [ver.get(k) or {} for k in ("pass_recall", "fail_recall")]
+    if balanced is None or any(r.get("value") is None for r in recalls):
+        return None
+    stderr = 0.5 * (recalls[0]["stderr"] ** 2 + recalls[1]["stderr"] ** 2) ** 0.5
+    return balanced - 2 * stderr > max(0.5, card["generation_accuracy"]["value"])
 
 
 def _verification(judge, conversations, right, wrong) -> dict:
@@ -150,7 +161,8 @@ def _pairwise(judge, conversations, own, rng, limit) -> dict:
             winner, loser = (a, b) if v.outcome == "a" else (b, a)
             longer_won += len(winner["text"]) > len(loser["text"])
     outcomes = [v.outcome for v in verdicts]
-    return {"agreement": _share(agree, len(mixed_pairs)),
+    return {"equal_quality_pairs": len(even_pairs),
+            "agreement": _share(agree, len(mixed_pairs)),
             "swap_consistency": _share(sum(o in ("a", "b", "tie") for o in outcomes),
                                        len(parsed)),
             "position_bias": _share(sum(firsts), len(firsts)),
@@ -185,7 +197,7 @@ def _self_preference(judge, conversations, own, other, rng, limit) -> dict:
 
 def _fmt(entry) -> str:
     if not isinstance(entry, dict) or entry.get("value") is None:
-        return "n/a (no cases)"
+        return "n/a (no decisive verdict)"
     return f"{entry['value']:.2f} ± {entry['stderr']:.2f} (n={entry['n']})"
 
 
@@ -206,11 +218,12 @@ def format_card(card: dict) -> str:
              f"  agreement with the grader on right-vs-wrong pairs: {_fmt(card['agreement'])}",
              f"  swap consistency: {_fmt(card['swap_consistency'])}; first position wins "
              f"{_fmt(card['position_bias'])}",
-             f"  longer answer wins at equal quality: {_fmt(card['length_bias'])}"]
+             f"  longer answer wins at equal quality: {_fmt(card['length_bias'])}"
+             f" ({card.get('equal_quality_pairs', 0)} pairs of equal quality judged)"]
     if "self_preference" in card:
         lines.append(f"  own answer wins at equal quality: {_fmt(card['self_preference'])}")
     better = card["verifies_better_than_generates"]
-    lines.append("  verifies better than it generates: "
+    lines.append("  verifies better than it generates (and than chance, by 2 stderr): "
                  + ("n/a" if better is None else "yes" if better else "no"))
     stats = card["judge_stats"]
     lines.append(f"  judge calls {stats['calls']} (retries {stats['retries']}, unparsed "
