@@ -11,7 +11,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 C="/usr/bin/time -f %U+%Ss_CPU_%es_wall ${CORRAL:-corral}"
 M=smollm2-135m-instruct
 HERE="$(cd "$(dirname "$0")" && pwd)"
-G=${GSM8K:-$HERE/../../shared/data/gsm8k}
+G=$(realpath "${GSM8K:-$HERE/../../shared/data/gsm8k}")  # sources name the real path
 mkdir -p fb
 
 card() {
@@ -22,6 +22,10 @@ card() {
      --max-items 30 --cache fb/judge.cache.jsonl --out fb/card-arith-generate.json || true
   $C judge audit --judge $M $A --samples fb/arith-dev.samples.jsonl --verdict logprob \
      --max-items 60 --cache fb/judge.cache.jsonl --out fb/card-arith.json
+  card_gsm8k
+}
+
+card_gsm8k() {
   if [ -f rs/round1.samples.jsonl ]; then  # GSM8K train samples of the rejection demo
     $C judge audit --judge $M --task gsm8k --data $G/train.jsonl --split train --limit 200 \
        --samples rs/round1.samples.jsonl --verdict logprob --max-items 60 \

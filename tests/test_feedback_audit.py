@@ -137,3 +137,35 @@ def test_a_labelling_job_killed_midway_resumes_from_the_verdict_cache(tmp_path):
     rows, _, counts = label_pairs(Judge(gen, batch_size=4, cache=JudgeCache(cache)),
                                   questions(6), samples)
     assert counts["consistent"] == 6 and gen.calls == 12 - 4  # nothing asked twice
+
+
+class BiasedLogprobs(Scripted):
+    """A local-looking judge whose log-prob margin is +3 for position A (a pure position
+    bias) plus ±1 for the answer that is right: raw verdicts always say A."""
+
+    def choice_logprobs(self, conversations, options):
+        rows = []
+        for conv in conversations:
+            text = conv[0]["content"]
+            ok = right(text)
+            if "<response_a>" not in text:  # pointwise: Yes for a right answer
+                answer = text.split("<response>")[1].split("</response>")[0]
+                rows.append([1.0, 0.0] if ok(answer) else [0.0, 1.0])
+                continue
+            a = text.split("<response_a>")[1].split("</response_a>")[0]
+            rows.append([3.0 + (1.0 if ok(a) else -1.0), 0.0])
+        return rows
+
+
+def test_calibration_cancels_a_position_bias_the_raw_verdicts_show():
+    samples = {k: v[:2] for k, v in graded(5).items()}
+    judge = Judge(BiasedLogprobs(oracle), verdict="logprob")
+    rows, _, counts = label_pairs(judge, questions(5), samples)
+    assert rows == [] and counts["inconsistent"] == 5  # raw: position A wins every time
+    rows, _, counts = label_pairs(judge, questions(5), samples, calibrated=True)
+    assert counts["consistent"] == 5 and counts["agrees_with_grader"] == 5
+    assert judge.stats.cache_hits == 0 and judge.stats.calls == 20
+    card = audit(Judge(BiasedLogprobs(oracle), verdict="logprob"), questions(5), samples)
+    assert card["swap_consistency"]["value"] == 0.0
+    assert card["calibrated_agreement"]["value"] == 1.0
+    assert "position bias cancelled): 1.00" in format_card(card)

@@ -105,7 +105,8 @@ def cmd_label(args) -> None:
     judge = _judge(args)
     conversations = _conversations(task)
     rows, kto, counts = label_pairs(judge, conversations, samples, other=other,
-                                    per_prompt=args.per_prompt, seed=args.seed)
+                                    per_prompt=args.per_prompt, seed=args.seed,
+                                    calibrated=args.calibrate)
     card = None
     if args.audit and any(s.get("passed") is not None for v in samples.values() for s in v):
         card = audit(judge, conversations, samples, max_items=args.max_items, seed=args.seed)
@@ -187,6 +188,9 @@ def register(subparsers) -> None:
     p.add_argument("--per-prompt", type=int, default=1, help="pairs per question at most")
     p.add_argument("--audit", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the judge on the graded samples; the card goes in the manifest")
+    p.add_argument("--calibrate", action="store_true", help="--verdict logprob: decide each "
+                   "pair by the mean log-prob margin of its two orders (cancels a position "
+                   "bias) instead of requiring both orders to agree")
     p.add_argument("--kto-out", default="", help="also write KTO rows (chosen true, rejected "
                    "false)")
     p.add_argument("--out", required=True, help="preference rows (.jsonl) + manifest")

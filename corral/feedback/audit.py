@@ -161,13 +161,19 @@ def _pairwise(judge, conversations, own, rng, limit) -> dict:
             winner, loser = (a, b) if v.outcome == "a" else (b, a)
             longer_won += len(winner["text"]) > len(loser["text"])
     outcomes = [v.outcome for v in verdicts]
+    calibrated = [v.calibrated for v in verdicts[:len(mixed_pairs)]]
+    extra = {}
+    if any(c is not None for c in calibrated):  # logprob verdicts: position bias cancelled
+        extra["calibrated_agreement"] = _share(
+            sum(c in ("a", "b") and (c == "a") == (good is a)
+                for c, (_, a, _, good) in zip(calibrated, mixed_pairs)), len(mixed_pairs))
     return {"equal_quality_pairs": len(even_pairs),
             "agreement": _share(agree, len(mixed_pairs)),
             "swap_consistency": _share(sum(o in ("a", "b", "tie") for o in outcomes),
                                        len(parsed)),
             "position_bias": _share(sum(firsts), len(firsts)),
             "length_bias": _share(longer_won, decisive),
-            "pair_outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))}}
+            "pair_outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))}, **extra}
 
 
 def _length_gap(a: dict, b: dict) -> bool:
@@ -216,6 +222,9 @@ def format_card(card: dict) -> str:
              + f" (right passed {_fmt(ver.get('pass_recall'))}, wrong failed "
              f"{_fmt(ver.get('fail_recall'))}; unparsed {ver.get('unparsed', 0)})",
              f"  agreement with the grader on right-vs-wrong pairs: {_fmt(card['agreement'])}",
+             *([f"  agreement, both orders' log-prob margins averaged (position bias "
+                f"cancelled): {_fmt(card['calibrated_agreement'])}"]
+               if "calibrated_agreement" in card else []),
              f"  swap consistency: {_fmt(card['swap_consistency'])}; first position wins "
              f"{_fmt(card['position_bias'])}",
              f"  longer answer wins at equal quality: {_fmt(card['length_bias'])}"

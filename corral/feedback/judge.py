@@ -43,6 +43,7 @@ class Verdict:
     calls: int = 0
     error: str = ""
     cached: bool = False
+    margin: float | None = None  # logprob verdicts: log p(first option) − log p(second)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,17 @@ class PairVerdict:
         forward = {"A": "a", "B": "b", "tie": "tie"}[first]
         backward = {"A": "b", "B": "a", "tie": "tie"}[self.backward.value]  # b was shown first
         return forward if forward == backward else "inconsistent"
+
+    @property
+    def calibrated(self) -> str | None:
+        """Logprob verdicts in both orders: "a" or "b" by the mean of the two margins for a
+        (forward: log p(A) − log p(B) with a shown as A; backward: the same with b as A, so
+        a's margin is its negative). A constant pull towards one position adds to both
+        margins and cancels; None without margins."""
+        if self.backward is None or self.forward.margin is None or self.backward.margin is None:
+            return None
+        score = self.forward.margin - self.backward.margin
+        return "a" if score > 0 else "b" if score < 0 else "tie"
 
     @property
     def first_position_won(self) -> list[bool]:
@@ -210,7 +222,8 @@ class Judge:
         for row in rows:
             best = max(range(len(row)), key=row.__getitem__)
             reply = " ".join(f"{o}:{lp:.3f}" for o, lp in zip(options, row))
-            verdicts.append(Verdict(list(options.values())[best], f"logprob {reply}", 1))
+            verdicts.append(Verdict(list(options.values())[best], f"logprob {reply}", 1,
+                                    margin=row[0] - row[1]))
         return verdicts
 
     def pairwise(self, conversations, answers_a, answers_b, principle: str = "",
@@ -244,7 +257,8 @@ class Judge:
         for k, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache else None
             if hit is not None:
-                out[k] = Verdict(hit["value"], hit["reply"], 0, hit.get("error", ""), True)
+                out[k] = Verdict(hit["value"], hit["reply"], 0, hit.get("error", ""), True,
+                                 hit.get("margin"))
                 self.stats.cache_hits += 1
             else:
                 todo.append(k)
@@ -255,6 +269,7 @@ class Judge:
                 out[k] = v
             if self.cache:  # endpoint failures are not cached: a rerun asks again
                 self.cache.put([{"key": keys[k], "kind": kind, "value": v.value,
+                                 "margin": v.margin,
                                  "reply": v.reply, "error": v.error}
                                 for k, v in zip(chunk, verdicts) if not v.error.startswith(
                                     "the judge failed")])

@@ -49,9 +49,12 @@ def candidate_pairs(samples: dict, other: dict | None, per_prompt: int,
 
 
 def label_pairs(judge: Judge, conversations: dict, samples: dict, other: dict | None = None,
-                per_prompt: int = 1, seed: int = 0, principle: str = "") -> tuple:
+                per_prompt: int = 1, seed: int = 0, principle: str = "",
+                calibrated: bool = False) -> tuple:
     """(preference rows, KTO rows, counts). conversations: source → the student's prompt
-    messages (what the rows train on); samples/other: source → samples ({"text", ...})."""
+    messages (what the rows train on); samples/other: source → samples ({"text", ...}).
+    calibrated: with logprob verdicts, decide by the two orders' mean margin (position bias
+    cancels) instead of requiring the two verdicts to agree."""
     rng = random.Random(seed)
     pairs = [p for p in candidate_pairs(samples, other, per_prompt, rng) if p[0] in conversations]
     if not pairs:
@@ -65,7 +68,7 @@ def label_pairs(judge: Judge, conversations: dict, samples: dict, other: dict | 
               "graded_pairs": 0, "agrees_with_grader": 0}
     ident = judge.identity()
     for (source, a, b), v in zip(pairs, verdicts):
-        outcome = v.outcome
+        outcome = (v.calibrated or v.outcome) if calibrated else v.outcome
         if outcome not in ("a", "b"):
             counts[outcome] += 1
             continue
