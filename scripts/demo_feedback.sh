@@ -41,9 +41,12 @@ strategies() {
 
 rlaif() {
   S=distill/teacher.samples.jsonl
-  $C feedback label --judge $M --task arithmetic --split train --limit 200 --samples $S \
-     --verdict logprob --per-prompt 2 --max-items 40 --cache fb/judge.cache.jsonl \
-     --out fb/rlaif-judge.jsonl
+  L="--judge $M --task arithmetic --split train --limit 200 --samples $S --verdict logprob \
+     --per-prompt 2 --max-items 40 --cache fb/judge.cache.jsonl"
+  # Raw both-order agreement first (the 135M judge's verdict follows the position), then
+  # the calibrated labels (mean margin of the two orders) that DPO trains on.
+  $C feedback label $L --no-audit --out fb/rlaif-judge-raw.jsonl
+  $C feedback label $L --calibrate --out fb/rlaif-judge.jsonl
   python - "$S" fb/rlaif-grader.jsonl <<'EOF'
 # The control: the same candidate pairs (same seed), labelled by the grader instead.
 import json, random, sys
