@@ -41,6 +41,15 @@ def test_chat_one_prompt(tiny, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_chat_through_a_strategy_reports_its_compute(tiny, capsys):
+    assert main(["chat", "--model", tiny, "--prompt", "hello", "--max-new-tokens", "4",
+                 "--strategy", "majority:3"]) == 0
+    err = capsys.readouterr().err
+    assert "[majority:3: 1 calls," in err and "generated tokens]" in err
+    assert main(["chat", "--model", tiny, "--prompt", "hi", "--strategy", "reflexion:1"]) == 2
+    assert "chat has no grader" in capsys.readouterr().err
+
+
 def test_sft_then_export_merged_loads_in_transformers(tiny, tmp_path, capsys):
     data = chats(tmp_path / "c.jsonl")
     assert main(["sft", f"model.name={tiny}", f"data.train={data}", "train.max_steps=2",

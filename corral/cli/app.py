@@ -34,7 +34,8 @@ def cmd_chat(args) -> None:
     from corral.cli.chat import chat
 
     chat(run_model_path(args.model), prompt=args.prompt, system=args.system,
-         max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+         strategy=args.strategy)
 
 
 def cmd_export(args) -> None:
@@ -210,6 +211,8 @@ def _add_models(sub) -> None:
     p.add_argument("--system", default="")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--strategy", default="", help="answer through an inference strategy "
+                   "(refine:1, majority:5, debate:3x2, best-of-n:4:judge; docs/strategies.md)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("export", help="write a run's model as a standalone HF model")
