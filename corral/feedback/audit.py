@@ -33,6 +33,7 @@ import random
 
 from corral.core.errors import CorralError
 from corral.feedback.judge import Judge
+from corral.feedback.label import distinct_answers
 
 LENGTH_GAP = 1.2  # "different lengths": the longer at least 20 % longer
 
@@ -57,22 +58,12 @@ def _pick_pairs(groups: dict, rng: random.Random, limit: int) -> list:
     return pairs
 
 
-def _distinct(samples: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for s in samples:
-        text = " ".join(str(s.get("text", "")).split())
-        if text and text not in seen and s.get("passed") is not None:
-            seen.add(text)
-            out.append(s)
-    return out
-
-
 def audit(judge: Judge, conversations: dict, samples: dict, other: dict | None = None,
           max_items: int = 60, seed: int = 0) -> dict:
     """The report card (see the module docstring). conversations: source → the question's
     messages; samples / other: source → graded samples."""
     rng = random.Random(seed)
-    own = {k: _distinct(v) for k, v in samples.items() if k in conversations}
+    own = {k: distinct_answers(v, graded=True) for k, v in samples.items() if k in conversations}
     every = [s for v in own.values() for s in v]
     if not every:
         raise CorralError("judge audit: no graded answers to audit; give a samples file whose "
@@ -184,7 +175,7 @@ def _length_gap(a: dict, b: dict) -> bool:
 def _self_preference(judge, conversations, own, other, rng, limit) -> dict:
     groups = {}
     for k, mine in own.items():
-        theirs = _distinct(other.get(k, []))
+        theirs = distinct_answers(other.get(k, []), graded=True)
         groups[k] = [(m, t) for m in mine for t in theirs if m["passed"] == t["passed"]]
     pairs = _pick_pairs(groups, rng, limit)
     if not pairs:

@@ -21,11 +21,13 @@ from corral.core.errors import CorralError
 from corral.feedback.judge import Judge
 
 
-def _distinct(samples: list[dict]) -> list[dict]:
+def distinct_answers(samples: list[dict], graded: bool = False) -> list[dict]:
+    """Samples with distinct non-empty texts (whitespace-normalised), first of each kept;
+    graded: only those a grader scored (`passed` set)."""
     seen, out = set(), []
     for s in samples:
         text = " ".join(str(s.get("text", "")).split())
-        if text and text not in seen:
+        if text and text not in seen and not (graded and s.get("passed") is None):
             seen.add(text)
             out.append(s)
     return out
@@ -36,9 +38,9 @@ def candidate_pairs(samples: dict, other: dict | None, per_prompt: int,
     """(source, a, b) with a and b distinct answers; at most `per_prompt` per question."""
     pairs = []
     for source in sorted(samples):
-        mine = _distinct(samples[source])
+        mine = distinct_answers(samples[source])
         if other is not None:
-            theirs = _distinct(other.get(source, []))
+            theirs = distinct_answers(other.get(source, []))
             options = [(a, b) for a in mine for b in theirs
                        if " ".join(a["text"].split()) != " ".join(b["text"].split())]
         else:

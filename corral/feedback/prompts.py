@@ -13,6 +13,16 @@ from __future__ import annotations
 
 import re
 
+# The question and the one response a pointwise rubric judges, closing each rubric.
+_QUESTION_AND_RESPONSE = """
+<question>
+{question}
+</question>
+<response>
+{answer}
+</response>
+{principle}"""
+
 # Self-Rewarding LMs' additive 5-point rubric (Yuan et al. 2024), lightly shortened.
 ADDITIVE = """Review the user's question and the response below using the additive 5-point \
 scoring system. Points accumulate for each criterion met:
@@ -24,26 +34,12 @@ resolve it.
 - Grant a fourth point if it addresses the question directly and comprehensively, clearly \
 written and well organised.
 - Bestow a fifth point if it is impeccable: correct, focused, with no extraneous content.
-
-<question>
-{question}
-</question>
-<response>
-{answer}
-</response>
-{principle}"""
+""" + _QUESTION_AND_RESPONSE
 
 CORRECTNESS = """Check whether the response answers the question correctly. Work the problem \
 out yourself, then compare the response's final answer with yours. Give 1 point if the final \
 answer is correct and 0 points if it is wrong or missing.
-
-<question>
-{question}
-</question>
-<response>
-{answer}
-</response>
-{principle}"""
+""" + _QUESTION_AND_RESPONSE
 
 PAIRWISE = """Please act as an impartial judge and compare the two responses to the user's \
 question below. Choose the response that answers the question better: more correct, more \
