@@ -70,6 +70,13 @@ def append_lines(path, lines: list[str]) -> None:
         os.fsync(f.fileno())
 
 
+def append_jsonl(path, rows) -> None:
+    """The one fsynced JSONL appender (caches, job rows, resume records): each row a line."""
+    rows = list(rows)
+    if rows:
+        append_lines(path, [json.dumps(row, ensure_ascii=False, default=str) for row in rows])
+
+
 def read_jsonl(path) -> list[dict]:
     """Rows of a JSON-lines file; unparsable lines (a write torn by a crash) are skipped."""
     path = Path(path)

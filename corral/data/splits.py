@@ -94,3 +94,33 @@ def refuse_unseen(path: str, extra_unseen: str = "") -> None:
         shown = ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
         raise CorralError(f"{len(hits)} training rows are in a sealed unseen split ({shown}); "
                           "remove them (train on the .train.jsonl file that `corral split` wrote)")
+
+
+def refuse_sealed_items(items, split: str = "", what: str = "training data",
+                        flag: str = "--split") -> None:
+    """The one guard for every command that turns task items into training data (synth,
+    pairs, feedback label, constitutional): refuse the `unseen` split by name, and refuse items
+    read from rows that a `corral split` sealed (a prompt file that *is* an unseen split, given
+    by path). Prompts are checked where they came from (`file:line`), because the rows a
+    command writes hold answers too, so a whole-row hash check at training time would not see
+    them."""
+    if split == "unseen":
+        raise CorralError(f"{flag} unseen: {what} made from the unseen split would leak it "
+                          f"into training; use {flag} train")
+    sealed = sealed_hashes()
+    if not sealed:
+        return
+    from corral.data.files import read_rows
+
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        path, _, _ = str(getattr(item, "source", "")).rpartition(":")
+        if path and Path(path).is_file():
+            wanted.setdefault(path, set()).add(item.source)
+    hits = [source for path, sources in wanted.items() for source, row in read_rows(path)
+            if source in sources and isinstance(row, dict) and content_hash(row) in sealed]
+    if hits:
+        shown = ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
+        raise CorralError(f"{len(hits)} prompts are in a sealed unseen split ({shown}); "
+                          f"{what} made from them would leak it into training: give the "
+                          ".train.jsonl file that `corral split` wrote")
