@@ -1,0 +1,159 @@
+"""The judge's prompt templates and the strict parsers of its verdicts.
+
+Templates are plain text with `{question}`, `{answer}` (pointwise, critique), `{answer_a}`,
+`{answer_b}` (pairwise) and `{principle}`; a user's own template (`--rubric FILE`) uses the
+same names. Each template ends by naming the one verdict format its parser accepts, because a
+small judge follows a format it was just shown far more often than one it must guess.
+
+Parsers are strict on purpose: a reply that holds no verdict, or two different ones, is
+*unparsed* — counted and retried — never read as 0 or as the first letter that happens to
+appear ("A" is also an article).
+"""
+from __future__ import annotations
+
+import re
+
+# The question and the one response a pointwise rubric judges, closing each rubric.
+_QUESTION_AND_RESPONSE = """
+<question>
+{question}
+</question>
+<response>
+{answer}
+</response>
+{principle}"""
+
+# Self-Rewarding LMs' additive 5-point rubric (Yuan et al. 2024), lightly shortened.
+ADDITIVE = """Review the user's question and the response below using the additive 5-point \
+scoring system. Points accumulate for each criterion met:
+- Add 1 point if the response is relevant and gives some information related to the question, \
+even if incomplete.
+- Add another point if it addresses a substantial part of the question but does not completely \
+resolve it.
+- Award a third point if it answers the basic elements of the question in a useful way.
+- Grant a fourth point if it addresses the question directly and comprehensively, clearly \
+written and well organised.
+- Bestow a fifth point if it is impeccable: correct, focused, with no extraneous content.
+""" + _QUESTION_AND_RESPONSE
+
+CORRECTNESS = """Check whether the response answers the question correctly. Work the problem \
+out yourself, then compare the response's final answer with yours. Give 1 point if the final \
+answer is correct and 0 points if it is wrong or missing.
+""" + _QUESTION_AND_RESPONSE
+
+PAIRWISE = """Please act as an impartial judge and compare the two responses to the user's \
+question below. Choose the response that answers the question better: more correct, more \
+helpful, more relevant. Do not let the order of the responses, their length or the names of \
+the assistants influence you.
+
+<question>
+{question}
+</question>
+<response_a>
+{answer_a}
+</response_a>
+<response_b>
+{answer_b}
+</response_b>
+{principle}"""
+
+CRITIQUE = """Critique the response to the user's question below. Point out specific \
+problems: mistakes, missing steps, unclear or unnecessary parts.{principle}
+
+<question>
+{question}
+</question>
+<response>
+{answer}
+</response>
+
+List the problems briefly. If there is nothing to improve, reply with exactly: NO ISSUES"""
+
+RUBRICS = {"additive": (ADDITIVE, 0, 5), "correctness": (CORRECTNESS, 0, 1)}
+
+REASON_SCORE = '\nFirst explain your assessment in at most 80 words, then end with a line ' \
+    '"Score: <points>".'
+BARE_SCORE = '\nReply with only one line: "Score: <points>".'
+REASON_PAIR = '\nFirst explain your comparison in at most 80 words, then end with your final ' \
+    'verdict: "[[A]]" if response A is better, "[[B]]" if response B is better, or "[[C]]" ' \
+    'for a tie.'
+BARE_PAIR = '\nReply with only your verdict: "[[A]]" if response A is better, "[[B]]" if ' \
+    'response B is better, or "[[C]]" for a tie.'
+CHOOSE_CORRECT = "\nIs the response's final answer correct? Reply with only Yes or No."
+CHOOSE_POINTS = "\nReply with only the total number of points, a single digit."
+CHOOSE_PAIR = "\nWhich response is better? Reply with only the letter A or B."
+RETRY_SCORE = 'Your reply did not end with a score in the required form. Reply with only ' \
+    'one line: "Score: <points>", points from {low:g} to {high:g}.'
+RETRY_PAIR = 'Your reply did not give a verdict in the required form. Reply with only ' \
+    '"[[A]]", "[[B]]" or "[[C]]".'
+
+_SCORE = re.compile(r"(?:score|rating|points?|total)\s*[:=]\s*\**\s*([-+]?\d+(?:\.\d+)?)",
+                    re.IGNORECASE)
+_BRACKET_NUMBER = re.compile(r"\[\[\s*([-+]?\d+(?:\.\d+)?)\s*\]\]")
+_BRACKET_LABEL = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
+_VERDICT_WORD = re.compile(r"(?:final verdict|verdict|winner|better response)\s*(?:is)?\s*[:=]?"
+                           r"\s*\**\s*(?:response\s+)?\b(A|B|tie)\b", re.IGNORECASE)
+SATISFIED = "NO ISSUES"
+
+
+def parse_points(reply: str, low: float, high: float) -> tuple[float | None, str]:
+    """(points, "") from "Score: 4", "[[4]]", or a reply that is only a number; the last such
+    mark counts (a reasoning judge may quote the rubric first). (None, why) when none is there
+    or it falls outside [low, high]."""
+    text = reply.strip()
+    marks = _SCORE.findall(text) or _BRACKET_NUMBER.findall(text)
+    if not marks and re.fullmatch(r"[-+]?\d+(?:\.\d+)?\.?", text):
+        marks = [text.rstrip(".")]
+    if not marks:
+        return None, "no 'Score: <points>' in the reply"
+    value = float(marks[-1])
+    if not low <= value <= high:
+        return None, f"score {value:g} is outside {low:g}..{high:g}"
+    return value, ""
+
+
+def parse_preference(reply: str) -> tuple[str | None, str]:
+    """("A" | "B" | "tie", "") from "[[A]]"/"[[B]]"/"[[C]]" (MT-Bench's marks), "Verdict: A",
+    or a reply that is only "A", "B" or "tie". Marks that disagree, or none, are (None, why)."""
+    text = reply.strip()
+    marks = [m.upper() for m in _BRACKET_LABEL.findall(text)] or \
+        [m.upper() for m in _VERDICT_WORD.findall(text)]
+    if not marks and text.strip("\"'.*` ").upper() in ("A", "B", "C", "TIE"):
+        marks = [text.strip("\"'.*` ").upper()]
+    marks = ["tie" if m in ("C", "TIE") else m for m in marks]
+    if not marks:
+        return None, "no verdict [[A]], [[B]] or [[C]] in the reply"
+    if len(set(marks)) > 1:
+        return None, f"the reply gives different verdicts {sorted(set(marks))}"
+    return marks[0], ""
+
+
+def satisfied(critique: str) -> bool:
+    """The critic found nothing to improve: its reply is (or ends with) NO ISSUES."""
+    text = critique.strip().rstrip(".").upper()
+    return text == SATISFIED or text.endswith("\n" + SATISFIED)
+
+
+def question_text(conversation) -> str:
+    """The question a judge reads: the conversation's user turns (system turns left out: they
+    are the policy's instructions, not the user's request)."""
+    if isinstance(conversation, str):
+        return conversation
+    turns = [m for m in conversation if m["role"] != "system"]
+    if len(turns) == 1:
+        return str(turns[0]["content"])
+    return "\n".join(f"{m['role']}: {m['content']}" for m in turns)
+
+
+def fill(template: str, **fields) -> str:
+    """The template with its fields; a principle, when given, becomes its own line."""
+    principle = fields.pop("principle", "") or ""
+    if principle:
+        principle = f"\nJudge by this principle: {principle}\n"
+    fields["principle"] = principle
+    # One pass, so an answer that itself contains "{question}" is left as written, and so is
+    # any other {word} or brace in a user's rubric.
+    return _FIELD.sub(lambda m: str(fields.get(m.group(1), m.group(0))), template)
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
