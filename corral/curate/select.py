@@ -11,15 +11,17 @@ order; embeddings default to `embed` (MiniLM) of each row's text.
 """
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 
 from corral.core.errors import CorralError
+from corral.core.registry import Registry
 from corral.curate.report import Finding, StepResult
 from corral.curate.text import source_of, texts_of
 
 METHODS = ("deita", "kcenter", "random")
+_METHODS = Registry("select method")  # the lookup with did-you-mean
+for _name in METHODS:
+    _METHODS.add(_name, _name)
 _BLOCK = 256  # deita candidates compared with the selected rows in one matrix product
 
 
@@ -53,10 +55,7 @@ def select(rows: list, k: int, method: str = "deita", scores=None, embeddings=No
 
 
 def _check(rows, k, method, scores, tau) -> None:
-    if method not in METHODS:
-        close = difflib.get_close_matches(method, METHODS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise CorralError(f"select method '{method}': choose {', '.join(METHODS)}{hint}")
+    _METHODS.get(method)  # an unknown method: CorralError naming the closest one
     if k < 1 or k > len(rows):
         raise CorralError(f"select budget {k}: there are {len(rows)} rows left after the earlier "
                           f"steps; give a budget from 1 to {len(rows)}")

@@ -137,7 +137,12 @@ def rouge_n(output: str, reference: str, n: int) -> float:
 
 def rouge_l(output: str, reference: str) -> float:
     """ROUGE-L F1: longest common token subsequence over output and reference lengths."""
-    hyp, ref = tokenize(output), tokenize(reference)
+    return rouge_l_tokens(tokenize(output), tokenize(reference))
+
+
+def rouge_l_tokens(hyp: list, ref: list) -> float:
+    """ROUGE-L F1 of two token lists already split (the one ROUGE-L: Self-Instruct's filter
+    tokenizes its pool once and calls this)."""
     return _f1(lcs_length(hyp, ref), len(hyp), len(ref))
 
 

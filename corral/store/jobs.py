@@ -21,14 +21,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from corral.core.errors import CorralError
-from corral.core.io import atomic_write_lines, atomic_write_text, content_hash, file_sha256
+from corral.core.io import (
+    append_jsonl,
+    atomic_write_lines,
+    atomic_write_text,
+    content_hash,
+    file_sha256,
+)
 
 try:
     import fcntl
@@ -258,10 +263,8 @@ class _PartialFile:
         return found
 
     def append(self, records: list[dict]) -> None:
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        self.file.write(text.encode("utf-8"))
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        # The lock is held on self.file; the rows go through the one fsynced appender.
+        append_jsonl(self.path, records)
 
 
 def _describe(exc: BaseException) -> str:

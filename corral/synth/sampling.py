@@ -23,23 +23,19 @@ from corral.core.records import as_dicts
 from corral.graders.base import Sample, check_grader_errors, passed, score_error
 from corral.infer.engine import SamplingParams
 from corral.store.jobs import GenerationJob
+from corral.tasks.prompt import PromptProgram
 
 HINT = "(Hint: the correct final answer is {answer}. Explain the steps that lead to it, " \
        "without mentioning the hint.)"
 
 
-@dataclass
-class Teacher:
-    """What the generator sees beyond the student's prompt."""
-    system_prompt: str = ""
-    few_shot: tuple = ()  # ((user, assistant), ...)
+@dataclass(frozen=True)
+class Teacher(PromptProgram):
+    """What the generator sees beyond the student's prompt: a prompt program (system prompt,
+    few-shot turns), rendered by the one renderer, `corral.tasks.prompt.PromptProgram`."""
 
     def conversation(self, messages: list[dict]) -> list[dict]:
-        turns = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        for user, assistant in self.few_shot:
-            turns += [{"role": "user", "content": user},
-                      {"role": "assistant", "content": assistant}]
-        return turns + [m for m in messages if not (self.system_prompt and m["role"] == "system")]
+        return self.render(messages)
 
 
 def sample_task(generator, task, out, params: SamplingParams, grader=None,

@@ -11,8 +11,8 @@ by the paper's rules (see `eliminated`).
 
 Resumable: every request's outcome (kept and rejected instructions, with the reason) is
 appended to OUT.instructions.jsonl, and a restart rebuilds the pool from it; the answers are
-a row-level resumable GenerationJob. ROUGE-L is computed here (LCS over lower-cased words,
-F-measure as rouge-score's rougeL) rather than pulling in rouge-score and nltk for 20 lines.
+a row-level resumable GenerationJob. ROUGE-L is the similarity graders' (LCS over lower-cased
+words, F-measure as rouge-score's rougeL), computed on the pool's tokens split once.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corral.core.errors import CorralError
-from corral.core.io import append_lines, atomic_write_lines, read_jsonl
+from corral.core.io import append_jsonl, atomic_write_lines, read_jsonl
+from corral.graders.similarity import rouge_l_tokens, tokenize
 from corral.infer.engine import SamplingParams
 from corral.store.jobs import GenerationJob, manifest_path, write_manifest
 
@@ -55,24 +56,11 @@ class Filters:
 
 
 def words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
+    """Lower-cased word tokens: the similarity graders' tokenizer, so ROUGE-L is theirs."""
+    return tokenize(text)
 
 
-def rouge_l(a: list[str], b: list[str]) -> float:
-    """ROUGE-L F-measure of two token lists (longest common subsequence)."""
-    if not a or not b:
-        return 0.0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    lcs = prev[-1]
-    if not lcs:
-        return 0.0
-    p, r = lcs / len(a), lcs / len(b)
-    return 2 * p * r / (p + r)
+rouge_l = rouge_l_tokens  # ROUGE-L F-measure of two token lists (graders/similarity)
 
 
 def reject_reason(text: str, pool_words: list[list[str]], seen: set, f: Filters) -> str | None:
@@ -170,8 +158,8 @@ def self_instruct(generator, seeds_path: str, out: str, num: int, params: Sampli
                 pool.append(words(text))
                 seen.add(" ".join(words(text)))
             records.append({"instruction": text, "kept": reason is None, "reason": reason})
-        append_lines(log_path, [json.dumps(r, ensure_ascii=False) for r in records]
-                     or [json.dumps({"request": requests, "kept": False, "reason": "no task"})])
+        append_jsonl(log_path, records or [{"request": requests, "kept": False,
+                                            "reason": "no task"}])
     if not kept:
         raise CorralError(f"no instruction passed the filters after {requests} requests; see "
                           f"{log_path} for why each was dropped")

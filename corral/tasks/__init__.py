@@ -10,7 +10,9 @@ import difflib
 from dataclasses import dataclass, field
 
 from corral.core.errors import CorralError
-from corral.core.records import Chat, Item, Message, as_dicts, as_messages
+from corral.core.records import Chat, Item, Message, as_messages
+from corral.core.registry import Registry
+from corral.tasks.prompt import PromptProgram
 
 
 @dataclass
@@ -22,13 +24,13 @@ class Task:
     few_shot: list = field(default_factory=list)  # [(user, assistant), ...]
     solutions: list = field(default_factory=list)  # reference answers, parallel to items
 
+    @property
+    def prompt(self) -> PromptProgram:
+        """The task's prompt program: its system prompt and few-shot turns."""
+        return PromptProgram(self.system_prompt, tuple(map(tuple, self.few_shot)))
+
     def conversation(self, item: Item) -> list[dict]:
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt \
-            else []
-        for user, assistant in self.few_shot:
-            messages += [{"role": "user", "content": user},
-                         {"role": "assistant", "content": assistant}]
-        return messages + as_dicts(item.messages)
+        return self.prompt.render(item)
 
     def conversations(self) -> list[list[dict]]:
         return [self.conversation(item) for item in self.items]
@@ -49,14 +51,21 @@ class Task:
                 for item, solution in zip(self.prompt_items(), self.solutions)]
 
 
-def _builders():
-    from corral.tasks import arithmetic, gsm8k, ifeval_like
-    return {"gsm8k": gsm8k.build, "arithmetic": arithmetic.build,
-            "ifeval-like": ifeval_like.build}
+_TASKS = Registry("task")
+
+
+def _builders() -> Registry:
+    """The built-in tasks (registered on first use: their modules import this one)."""
+    if not _TASKS.names():
+        from corral.tasks import arithmetic, gsm8k, ifeval_like
+        for name, module in (("gsm8k", gsm8k), ("arithmetic", arithmetic),
+                             ("ifeval-like", ifeval_like)):
+            _TASKS.add(name, module.build)
+    return _TASKS
 
 
 def task_names() -> list[str]:
-    return sorted(_builders())
+    return _builders().names()
 
 
 # The splits each built-in task has; a file task is one split, so its label is one of these.
@@ -91,15 +100,11 @@ def get_task(name: str, split: str = "dev", data: str = "", grader: str = "", li
     is_file = name not in builders and name.endswith((".jsonl", ".json", ".parquet"))
     if name in builders or is_file:
         _check_options(name, split, limit, few_shot, is_file)
-    if name in builders:
-        task = builders[name](split=split, data=data, seed=seed, few_shot=few_shot)
-    elif name.endswith((".jsonl", ".json", ".parquet")):
+    if is_file:
         task = _file_task(name, grader, grader_flag)
     else:
-        close = difflib.get_close_matches(name, builders, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else \
-            f"built-in tasks: {', '.join(sorted(builders))}, or a .jsonl file with {grader_flag}"
-        raise CorralError(f"unknown task '{name}'; {hint}")
+        task = _lookup(builders, name, grader_flag)(split=split, data=data, seed=seed,
+                                                     few_shot=few_shot)
     if system_prompt:
         task.system_prompt = system_prompt
     if limit:
@@ -108,6 +113,19 @@ def get_task(name: str, split: str = "dev", data: str = "", grader: str = "", li
         raise CorralError(f"task '{name}' has no items in split '{split}'"
                           + (f" of {data}" if data else "") + "; check the file and the split")
     return task
+
+
+def _lookup(builders: Registry, name: str, grader_flag: str):
+    """A built-in task's builder; an unknown name is refused with the closest one, or with
+    the built-in names and the file form when none is close."""
+    try:
+        return builders.get(name)
+    except CorralError as e:
+        if "did you mean" in str(e):
+            raise
+        raise CorralError(f"unknown task '{name}'; built-in tasks: "
+                          f"{', '.join(builders.names())}, or a .jsonl file with "
+                          f"{grader_flag}") from None
 
 
 def _file_task(path: str, grader_spec: str, flag: str) -> Task:
