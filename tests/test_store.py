@@ -63,6 +63,18 @@ def test_samples_append(tmp_path):
     assert [json.loads(x)["prompt"] for x in lines] == ["a", "c"]
 
 
+def test_resume_records_append_with_the_checkpoint_they_start_from(tmp_path):
+    s = RunStore(tmp_path, "run")
+    assert s.read_resumes() == []
+    first = s.append_resume({})
+    s.save_checkpoint(4, _writer("w4"))
+    s.append_resume({"train.lr": [1e-5, 2e-5]})
+    rows = s.read_resumes()
+    assert rows[0] == first and first["from_step"] == 0 and first["changes"] == {}
+    assert rows[1]["from_step"] == 4 and rows[1]["changes"] == {"train.lr": [1e-5, 2e-5]}
+    assert len((s.path / "resumes.jsonl").read_text().splitlines()) == 2
+
+
 def test_lineage_hashes_data_files(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"text": "hi"}\n')

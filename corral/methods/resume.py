@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import difflib
 import json
-import time
 from pathlib import Path
 
 from corral.core.config import read_yaml, to_dict
 from corral.core.errors import CorralError
-from corral.core.io import append_lines
 from corral.store.runs import data_entry
 
 # Keys that change how a run is watched, not what it computes: free to change on resume.
@@ -62,12 +60,10 @@ def check_resume(cfg) -> dict:
 
 
 def record_resume(store, changes: dict) -> None:
-    """One line per resume in resumes.jsonl: when, from which checkpoint, what changed."""
-    latest = store.latest_checkpoint()
-    row = {"time": round(time.time(), 3), "from_step": latest[0] if latest else 0,
-           "changes": {k.split("#")[0] + (" (contents)" if "#" in k else ""): v
-                       for k, v in changes.items()}}
-    append_lines(store.path / "resumes.jsonl", [json.dumps(row)])
+    """One line per resume in the run's resumes.jsonl (`RunStore.append_resume`); a data
+    file's contents change is keyed `data.train (contents)`."""
+    store.append_resume({k.split("#")[0] + (" (contents)" if "#" in k else ""): v
+                         for k, v in changes.items()})
 
 
 def _data_changes(run: Path, cfg) -> dict:

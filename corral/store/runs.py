@@ -17,6 +17,7 @@ from pathlib import Path
 
 from corral.core.errors import CorralError
 from corral.core.io import (  # noqa: F401 (atomic_write_* re-exported)
+    append_jsonl,
     append_lines,
     atomic_write_bytes,
     atomic_write_text,
@@ -158,6 +159,17 @@ class RunStore:
     def append_samples(self, rows: list[dict]) -> None:
         if rows:
             append_lines(self.path / "samples.jsonl", [json.dumps(_plain(r)) for r in rows])
+
+    def append_resume(self, changes: dict) -> dict:
+        """One row per resume in resumes.jsonl: when, from which checkpoint, what changed."""
+        latest = self.latest_checkpoint()
+        row = {"time": round(time.time(), 3), "from_step": latest[0] if latest else 0,
+               "changes": _plain(changes)}
+        append_jsonl(self.path / "resumes.jsonl", [row])
+        return row
+
+    def read_resumes(self) -> list[dict]:
+        return read_jsonl(self.path / "resumes.jsonl")
 
     def write_artifact(self, name: str, data: bytes) -> Path:
         """A method's own file in the run (e.g. cached reference log-probs), written atomically."""
