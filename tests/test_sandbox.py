@@ -225,7 +225,7 @@ def test_sandbox_used_where_available():
 # ---------------------------------------------------------------- as a non-root user
 _AS_USER = r'''
 import json, sys
-namespace = {"__name__": "sandbox_as_user"}
+namespace = {"__name__": "sandbox_as_user", "__file__": sys.argv[1]}  # finds sandbox_child.py
 exec(compile(sys.stdin.read(), "sandbox.py", "exec"), namespace)
 run, status = namespace["run_python_grader"], namespace["sandbox_status"]
 checks = {
@@ -250,7 +250,8 @@ def test_unprivileged_user_gets_the_same_sandbox():
     """A user without root: bwrap makes an unprivileged user namespace; RLIMIT_NPROC holds since
     the kernel uid is not 0, and no further user namespace can be made (bwrap --disable-userns)."""
     done = subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", _AS_USER], input=Path(sandbox.__file__).read_text(),
+        ["/usr/bin/python3", "-I", "-c", _AS_USER, sandbox.__file__],
+        input=Path(sandbox.__file__).read_text(),
         capture_output=True, text=True, user=65534, group=65534, extra_groups=[],
         env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=60)
     if "user namespace" in done.stdout and '"status": [false' in done.stdout:
@@ -263,3 +264,27 @@ def test_unprivileged_user_gets_the_same_sandbox():
     assert out["write"][0] == 0.0 and "Read-only file system" in out["write"][1]
     assert out["fork_bomb"][0] == 0.0 and "BlockingIOError" in out["fork_bomb"][1]
     assert out["userns"] == [-1.0, None]  # unshare(CLONE_NEWUSER) failed
+
+
+# ---------------------------------------------------------------- the child program
+def test_child_is_a_standalone_stdlib_module(tmp_path):
+    """graders/sandbox_child.py imports nothing of corral's and runs by itself (`python -I`),
+    which is how the sandbox, binding no corral files, can run its text."""
+    import ast
+
+    from corral.graders import sandbox_child
+
+    tree = ast.parse(Path(sandbox_child.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert imported <= set(sys.stdlib_module_names), imported
+    job = {"source": "def grade(sample, item):\n    print('noise')\n    return len(sample)",
+           "pairs": [[{}, {"a": 1}], [{}, {}]], "memory_mb": 1024, "cpu_s": 10,
+           "nproc": None, "uid": None, "seccomp": False}
+    done = subprocess.run([sys.executable, "-I", sandbox_child.__file__],
+                          input=json.dumps(job), capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env={})
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and lines == [{"ready": True}, {"i": 0, "value": 1.0},
+                                              {"i": 1, "value": 0.0}]
+    assert "noise" in done.stderr
