@@ -14,29 +14,34 @@ stops cleanly at its last finished step.
 """
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
-from corral.core.errors import BudgetSpent
-from corral.core.io import content_hash, read_jsonl
+from corral.core.io import content_hash
 from corral.graders.base import BaseGrader, Score, score_error
+from corral.graders.judge_cache import CallBudget, JudgeCache
 
 
 class CachedGrader(BaseGrader):
+    """Scores in the one verdict cache (`judge_cache.JudgeCache`), calls under the one budget
+    (`judge_cache.CallBudget`) that the judge uses too."""
+
     def __init__(self, inner, path: str = "", max_calls: int = 0):
         self.inner, self.name = inner, getattr(inner, "name", "grader")
-        self.path = Path(path) if path else None
-        self.max_calls, self.calls, self.hits = max_calls, 0, 0
+        self.cache = JudgeCache(path or None)
+        self.path = self.cache.path
+        self.budget = CallBudget(max_calls, "the reward's budget of {limit} grader calls is "
+                                 "spent ({made} made, {more} more needed); raise "
+                                 "rl.max_reward_calls to go on")
+        self.max_calls, self.hits = max_calls, 0
         self.has_pass = getattr(inner, "has_pass", None)
-        self.scores: dict[str, Score] = {}
-        for row in read_jsonl(self.path) if self.path else []:
-            if "key" in row:
-                self.scores[row["key"]] = Score(row["value"], row.get("details") or {},
-                                                row.get("passed"), row.get("answer"))
+        self.scores: dict[str, Score] = {
+            key: Score(row["value"], row.get("details") or {}, row.get("passed"),
+                       row.get("answer")) for key, row in self.cache.entries.items()}
+
+    @property
+    def calls(self) -> int:
+        return self.budget.calls
 
     def __getattr__(self, name):  # the inner grader's other attributes (spec, range, ...)
-        if name == "inner":
+        if name in ("inner", "budget", "cache"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -53,12 +58,9 @@ class CachedGrader(BaseGrader):
             if key not in self.scores and key not in todo:
                 todo[key] = k
         self.hits += len(keys) - len(todo)
-        if self.max_calls and self.calls + len(todo) > self.max_calls:
-            raise BudgetSpent(f"the reward's budget of {self.max_calls} grader calls is spent "
-                              f"({self.calls} made, {len(todo)} more needed); raise "
-                              "rl.max_reward_calls to go on")
+        self.budget.charge(len(todo))
+        failed = {}
         if todo:
-            self.calls += len(todo)
             fresh = self.inner.grade_batch([pairs[k] for k in todo.values()])
             new = []
             for key, score in zip(todo, fresh):
@@ -66,19 +68,7 @@ class CachedGrader(BaseGrader):
                     self.scores[key] = score
                     new.append({"key": key, "value": score.value, "details": score.details,
                                 "passed": score.passed, "answer": score.answer})
-            self._append(new)
-            failed = {key: score for key, score in zip(todo, fresh)
-                      if score_error(score) is not None}
-        else:
-            failed = {}
+                else:
+                    failed[key] = score
+            self.cache.put(new)
         return [failed.get(key) or self.scores[key] for key in keys]
-
-    def _append(self, rows: list[dict]) -> None:
-        if not rows or self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())

@@ -22,15 +22,15 @@ can carry a call budget: `BudgetSpent` is raised before a call that would exceed
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from corral.core.errors import BudgetSpent, CorralError
-from corral.core.io import content_hash, read_jsonl
+from corral.core.io import content_hash
 from corral.graders import judge_prompts as P
+from corral.graders.judge_cache import CallBudget, JudgeCache
 from corral.infer.engine import SamplingParams
+
+__all__ = ["BudgetSpent", "Judge", "JudgeCache", "JudgeStats", "PairVerdict", "Verdict"]
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Verdict:
     error: str = ""
     cached: bool = False
     margin: float | None = None  # logprob verdicts: log p(first option) − log p(second)
+    failure: str = ""  # a failed call: the exception's `kind` when it has one (JudgeError)
 
     @property
     def ok(self) -> bool:
@@ -98,29 +99,6 @@ class JudgeStats:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-class JudgeCache:
-    """Verdicts on disk, one JSON line each, appended and fsynced as they come. A torn last
-    line (a killed job) is skipped on reading."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.entries = {r["key"]: r for r in read_jsonl(self.path) if "key" in r}
-
-    def get(self, key: str) -> dict | None:
-        return self.entries.get(key)
-
-    def put(self, records: list[dict]) -> None:
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                self.entries[record["key"]] = record
-            f.flush()
-            os.fsync(f.fileno())
 
 
 @dataclass
@@ -244,13 +222,31 @@ class Judge:
         return self._ask("critique", prompts, lambda r: (r.strip() or None,
                                                          "an empty critique"), "")
 
+    def ask(self, conversations, parse, params: SamplingParams | None = None,
+            kind: str = "ask") -> list[Verdict]:
+        """Whole conversations (a grader's own messages) asked as they are, one verdict each
+        by `parse` (reply -> (value, why)), through the same batching, cache and budget.
+        Nothing raises for a bad reply or a failed call here (a grader scores those 0):
+        a failed call is a verdict whose error starts "the judge failed"."""
+        params = params or self.params()
+        return self._ask(kind, [list(c) for c in conversations], parse, "", params=params,
+                         strict=False)
+
+    def params(self) -> SamplingParams:
+        return SamplingParams(max_new_tokens=self.max_new_tokens,
+                              temperature=self.temperature, n=1)
+
     # -- machinery -----------------------------------------------------------------------
-    def _ask(self, kind: str, prompts: list[str], parse=None, retry_text: str = "",
-             batch=None) -> list[Verdict]:
-        """Cached verdicts for `prompts`; the rest asked a batch at a time, by `batch`
-        (prompts → verdicts) or by generating replies that `parse` reads."""
-        batch = batch or (lambda ps: self._ask_batch(ps, parse, retry_text))
+    def _ask(self, kind: str, prompts: list, parse=None, retry_text: str = "",
+             batch=None, params: SamplingParams | None = None,
+             strict: bool = True) -> list[Verdict]:
+        """Cached verdicts for `prompts` (texts, each asked as one user turn, or whole
+        conversations); the rest asked a batch at a time, by `batch` (prompts → verdicts) or
+        by generating replies that `parse` reads."""
+        batch = batch or (lambda ps: self._ask_batch(ps, parse, retry_text, params, strict))
         ident = self.identity()
+        if params is not None and params != self.params():
+            ident = {**ident, "params": params.__dict__}
         keys = [content_hash({"judge": ident, "kind": kind, "prompt": p}) for p in prompts]
         out: list[Verdict | None] = [None] * len(prompts)
         todo = []
@@ -276,27 +272,31 @@ class Judge:
         self.stats.verdicts += len(prompts)
         return out
 
-    def _ask_batch(self, prompts: list[str], parse, retry_text: str) -> list[Verdict]:
-        conversations = [[{"role": "user", "content": p}] for p in prompts]
+    def _ask_batch(self, prompts: list, parse, retry_text: str,
+                   params: SamplingParams | None = None, strict: bool = True) -> list[Verdict]:
+        conversations = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+                         for p in prompts]
+        first = [len(c) for c in conversations]
         verdicts: list[Verdict] = [Verdict(None, "", 0, "") for _ in prompts]
         pending = list(range(len(prompts)))
         for attempt in range(self.retries + 1):
             if not pending:
                 break
-            replies = self._chat([conversations[k] for k in pending])
+            replies = self._chat([conversations[k] for k in pending], params)
             still = []
             for k, reply in zip(pending, replies):
                 v = verdicts[k]
                 v.calls += 1
                 if isinstance(reply, Exception):
                     v.error = f"the judge failed: {type(reply).__name__}: {reply}"
+                    v.failure = str(getattr(reply, "kind", "") or "")
                     self.stats.failed += 1
                     continue
                 v.reply = reply
                 v.value, v.error = parse(reply)
                 if v.value is None and retry_text:
                     still.append(k)
-                    conversations[k] = conversations[k][:1] + [
+                    conversations[k] = conversations[k][:first[k]] + [
                         {"role": "assistant", "content": reply},
                         {"role": "user", "content": retry_text}]
             if attempt < self.retries:
@@ -307,6 +307,8 @@ class Judge:
         unparsed = [v for v in verdicts if v.value is None and not v.error.startswith(
             "the judge failed")]
         self.stats.unparsed += len(unparsed)
+        if not strict:
+            return verdicts
         if unparsed and len(unparsed) == len(prompts) and len(prompts) >= 4:
             raise CorralError(
                 f"judge {self.generator.name} gave no parsable verdict in any of {len(prompts)} "
@@ -320,14 +322,17 @@ class Judge:
         return verdicts
 
     def _charge(self, calls: int) -> None:
-        if self.max_calls is not None and self.stats.calls + calls > self.max_calls:
-            raise BudgetSpent(f"the judge's budget of {self.max_calls} calls is spent "
-                              f"({self.stats.calls} made); raise it to judge more")
+        budget = CallBudget(self.max_calls, "the judge's budget of {limit} calls is spent "
+                            "({made} made); raise it to judge more")
+        budget.calls = self.stats.calls
+        budget.charge(calls)
         self.stats.calls += calls
 
-    def _chat(self, conversations: list[list[dict]]) -> list:
+    def _chat(self, conversations: list[list[dict]], params: SamplingParams | None = None
+              ) -> list:
+        """One Generator.chat call for the batch: a local model in one generation pass, an
+        endpoint concurrently with its retries. Replies, or the exception of a failed one."""
         self._charge(len(conversations))
-        params = SamplingParams(max_new_tokens=self.max_new_tokens,
-                                temperature=self.temperature, n=1)
-        results = self.generator.chat(conversations, params, return_errors=True)
+        results = self.generator.chat(conversations, params or self.params(),
+                                      return_errors=True)
         return [r if isinstance(r, Exception) else r[0].text for r in results]
