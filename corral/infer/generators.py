@@ -49,9 +49,10 @@ class Generator:
 
     @classmethod
     def from_engine(cls, engine: Engine, name: str = "engine",
-                    identity: dict | None = None) -> LocalGenerator:
-        """A generator over an engine a caller already has (a loaded policy, a test model)."""
-        return LocalGenerator(engine, name, identity)
+                    identity: dict | None = None, template: str | None = None) -> LocalGenerator:
+        """A generator over an engine a caller already has (a loaded policy, a test model);
+        `template` renders its conversations instead of the tokenizer's chat template."""
+        return LocalGenerator(engine, name, identity, template)
 
 
 class LocalGenerator(Generator):
@@ -59,8 +60,9 @@ class LocalGenerator(Generator):
     prompt_tokens each rendered prompt once (its n samples share the prefill), and
     completion_tokens every sampled token."""
 
-    def __init__(self, engine: Engine, name: str, identity: dict | None = None):
-        self.engine, self.name, self.usage = engine, name, Usage()
+    def __init__(self, engine: Engine, name: str, identity: dict | None = None,
+                 template: str | None = None):
+        self.engine, self.name, self.usage, self.template = engine, name, Usage(), template
         model = getattr(engine.backend, "model", None)
         self._identity = identity or {"kind": "local",
                                       "model": str(getattr(model, "name_or_path", "") or name)}
@@ -128,7 +130,7 @@ class LocalGenerator(Generator):
         return [len(self._prompt_ids(c)) for c in conversations]
 
     def _prompt_ids(self, conversation) -> list[int]:
-        text = self.engine.render_chat(as_dicts(conversation))
+        text = self.engine.render_chat(as_dicts(conversation), self.template)
         tokenizer = self.engine.tokenizer
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 

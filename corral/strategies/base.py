@@ -8,50 +8,25 @@ A strategy turns task items into one answer each, spending model calls on the wa
 Every model call goes through a `Meter`, which sends one batched `Generator.chat` per round
 (all items' conversations together: a small local model is only fast in batches) and charges
 each conversation's calls and tokens to the item it serves. So per-item compute is exact and
-sums to the generators' own usage counters, whatever the strategy does.
+sums to the generators' own usage counters, whatever the strategy does. `Compute`, `Outcome`
+and `Meter` live in `corral.eval.outcomes` (evaluation speaks them too) and are re-exported
+here; `corral.eval.evaluate.evaluate(..., strategy=s)` runs and grades any strategy.
 """
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from corral.core.errors import CorralError
 from corral.core.records import as_dicts
+from corral.eval.evaluate import item_conversation
+from corral.eval.outcomes import Compute, Meter, Outcome, outcomes_of, share
 from corral.graders.base import Sample, check_grader_errors
-from corral.infer.engine import Generation, SamplingParams
+from corral.infer.engine import SamplingParams
 
-
-@dataclass(frozen=True)
-class Compute:
-    """What one item cost: conversations sent to a model (`calls`; n samples of one
-    conversation are one call, as a local generator's usage counts them), prompt tokens
-    (each rendered prompt once: its samples share the prefill) and generated tokens."""
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def __add__(self, other: Compute) -> Compute:
-        return Compute(self.calls + other.calls, self.prompt_tokens + other.prompt_tokens,
-                       self.completion_tokens + other.completion_tokens)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_dict(self) -> dict:
-        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens}
-
-
-@dataclass
-class Outcome:
-    """One item's final answer, what it cost, and the steps that led to it (for samples.jsonl
-    and for tests that check a protocol round by round)."""
-    answer: str
-    compute: Compute = field(default_factory=Compute)
-    trace: list = field(default_factory=list)
+__all__ = ["Compute", "GraderScorer", "Meter", "Outcome", "Scorer", "Strategy",
+           "best_index", "conversation_key", "grader_scorer", "item_conversation",
+           "majority_index", "normalise", "outcomes_of", "share", "vote_keys"]
 
 
 class Scorer(Protocol):
@@ -92,81 +67,6 @@ def grader_scorer(grader, items, max_errors: float = 1.0) -> GraderScorer:
 
 def conversation_key(conversation) -> str:
     return json.dumps(as_dicts(conversation), sort_keys=True, ensure_ascii=False)
-
-
-class Meter:
-    """Sends model calls and charges each conversation's cost to its owner item.
-
-    Prompt tokens come from `Generator.count_prompt_tokens` and generated tokens from
-    `len(Generation.token_ids)` where the generator knows them per conversation (a local
-    model); otherwise (an endpoint: usage totals only, no token ids) the call's usage delta
-    is shared out by text length, so totals still match the generator's usage exactly."""
-
-    def __init__(self, n_items: int):
-        self.compute = [Compute() for _ in range(n_items)]
-        self.errors: list[list[str]] = [[] for _ in range(n_items)]
-        self.rounds = 0  # batched chat calls sent, for tests and traces
-
-    def chat(self, generator, owners: list[int], conversations: list[list[dict]],
-             params: SamplingParams) -> list[list[Generation]]:
-        """One batched call; a conversation that failed alone comes back as `params.n` empty
-        generations (finish_reason "error") and its message is kept in `errors[owner]`."""
-        if not conversations:
-            return []
-        before = _usage(generator)
-        results = generator.chat(conversations, params, return_errors=True)
-        after = _usage(generator)
-        self.rounds += 1
-        ok = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
-        prompt = _prompt_counts(generator, [conversations[i] for i in ok],
-                                after[0] - before[0])
-        completion = _completion_counts([results[i] for i in ok], after[1] - before[1])
-        charged = dict(zip(ok, zip(prompt, completion)))
-        out = []
-        for i, (owner, result) in enumerate(zip(owners, results)):
-            p, c = charged.get(i, (0, 0))
-            self.compute[owner] = self.compute[owner] + Compute(1, p, c)
-            if isinstance(result, Exception):
-                self.errors[owner].append(f"{type(result).__name__}: {result}")
-                result = [Generation("", [], [], "error", i, k) for k in range(params.n)]
-            out.append(result)
-        return out
-
-
-def _usage(generator) -> tuple[int, int]:
-    usage = getattr(generator, "usage", None)
-    return (getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0))
-
-
-def _prompt_counts(generator, conversations, delta: int) -> list[int]:
-    counts = generator.count_prompt_tokens(conversations) if conversations else []
-    if counts is not None:
-        return [int(c) for c in counts]
-    weights = [sum(len(str(m.get("content", ""))) + 1 for m in as_dicts(c))
-               for c in conversations]
-    return share(delta, weights)
-
-
-def _completion_counts(results, delta: int) -> list[int]:
-    counts = [sum(len(g.token_ids) for g in gens) for gens in results]
-    if any(counts) or not delta:
-        return counts
-    return share(delta, [sum(len(g.text) + 1 for g in gens) for gens in results])
-
-
-def share(total: int, weights: list[float]) -> list[int]:
-    """`total` split in proportion to weights, in whole numbers that sum to it exactly
-    (largest remainders get the leftover units)."""
-    if not weights:
-        return []
-    if sum(weights) <= 0:
-        weights = [1] * len(weights)
-    exact = [total * w / sum(weights) for w in weights]
-    parts = [math.floor(x) for x in exact]
-    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - parts[i], reverse=True)
-    for i in by_remainder[:total - sum(parts)]:
-        parts[i] += 1
-    return parts
 
 
 class Strategy:
@@ -210,19 +110,6 @@ class Strategy:
             raise CorralError(f"strategy {self.spec} needs a grader (it retries with the "
                               "grader's verdict and feedback); give the task's grader")
         return Meter(len(items))
-
-
-def outcomes_of(meter: Meter, answers: list[str], traces: list[list]) -> list[Outcome]:
-    out = []
-    for i, (answer, trace) in enumerate(zip(answers, traces)):
-        if meter.errors[i]:
-            trace = [*trace, {"errors": list(meter.errors[i])}]
-        out.append(Outcome(answer, meter.compute[i], trace))
-    return out
-
-
-def item_conversation(item) -> list[dict]:
-    return [dict(m) for m in as_dicts(item.messages)]
 
 
 def normalise(text: str) -> str:
