@@ -259,3 +259,74 @@ def test_a_peft_lora_model_generates_through_the_same_loop(lm, tok):
     got = [gens[0].token_ids for gens in Engine(backend, tok).generate(prompts, params)]
     # A fresh LoRA adapter is the identity (B = 0), so greedy output equals the base model's.
     assert got == [hf_greedy(lm, p, 8) for p in prompts]
+
+
+# ---------------------------------------------------------------- engine_for's backends
+def _policy(lora=False):
+    from corral.core.sections import LoraConfig
+    from corral.model.policy import Policy
+
+    return Policy.from_objects(tiny_model(), tiny_tokenizer(), LoraConfig() if lora else None)
+
+
+def test_engine_for_builds_hf_and_refuses_unknown_backends():
+    from corral.infer.engine import engine_for
+
+    policy = _policy()
+    assert isinstance(engine_for(policy, 4).backend, HFBackend)
+    with pytest.raises(CorralError, match="did you mean 'vllm'"):
+        engine_for(policy, backend="vlm")
+    with pytest.raises(CorralError, match="only apply to backend='vllm'"):
+        engine_for(policy, gpu_memory_utilization=0.5)
+
+
+def test_engine_for_vllm_without_vllm_names_the_extra():
+    from corral.infer.engine import engine_for
+
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm is installed")
+    except ImportError:
+        pass
+    with pytest.raises(CorralError, match=r"vllm is not installed.*corral\[vllm\]"):
+        engine_for(_policy(), backend="vllm")
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """A stand-in `vllm` module recording what LLM was asked to load."""
+    import sys
+    import types
+
+    made = []
+    module = types.ModuleType("vllm")
+    module.LLM = lambda **kwargs: made.append(kwargs) or "llm"
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return made
+
+
+def test_engine_for_vllm_loads_the_saved_model(fake_vllm, tmp_path):
+    from corral.infer.engine import engine_for
+    from corral.model.policy import Policy
+
+    policy = _policy()
+    policy.model.save_pretrained(tmp_path)
+    policy = Policy(type(policy.model).from_pretrained(tmp_path), policy.tokenizer)
+    engine = engine_for(policy, backend="vllm", gpu_memory_utilization=0.5)
+    assert isinstance(engine.backend, VLLMBackend) and engine.tokenizer is policy.tokenizer
+    assert fake_vllm == [{"model": str(tmp_path), "dtype": "float32",
+                          "gpu_memory_utilization": 0.5}]
+
+
+def test_engine_for_vllm_refuses_weights_only_in_memory(fake_vllm):
+    from corral.infer.engine import engine_for
+
+    with pytest.raises(CorralError, match="LoRA adapter.*--merge"):
+        engine_for(_policy(lora=True), backend="vllm")
+    policy = _policy()
+    policy.source = "some/model"
+    with torch.no_grad():
+        next(policy.model.parameters()).add_(1.0)
+    with pytest.raises(CorralError, match="changed in memory"):
+        engine_for(policy, backend="vllm")
+    assert fake_vllm == []

@@ -129,6 +129,27 @@ class Engine:
         return self.tokenizer
 
 
-def engine_for(policy, batch_size: int = 16) -> Engine:
-    """The engine sampling from a Policy's live weights: the one way corral builds one."""
+BACKENDS = ("hf", "vllm")
+
+
+def engine_for(policy, batch_size: int = 16, backend: str = "hf", **vllm_kwargs) -> Engine:
+    """The engine sampling from a Policy: the one way corral builds one.
+
+    backend="hf" (default): our KV-cached decode loop over the policy's live weights, in
+    memory (what training, RL rollouts included, must use). backend="vllm": vLLM loads the
+    policy's saved weights (`policy.source`) on a GPU, for sampling or evaluating a saved
+    model; `vllm_kwargs` go to `vllm.LLM` (needs `pip install 'corral[vllm]'`).
+    """
+    if backend == "vllm":
+        from corral.infer.vllm import vllm_backend_for
+
+        return Engine(vllm_backend_for(policy, **vllm_kwargs), policy.tokenizer)
+    if backend != "hf":
+        from corral.core.config import did_you_mean
+
+        raise CorralError(f"unknown engine backend {backend!r}"
+                          f"{did_you_mean(backend, BACKENDS, 'backends')}")
+    if vllm_kwargs:
+        raise CorralError(f"engine_for: {', '.join(sorted(vllm_kwargs))} only apply to "
+                          "backend='vllm'")
     return Engine.hf(policy.model, policy.tokenizer, batch_size=batch_size)
