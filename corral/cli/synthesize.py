@@ -5,143 +5,33 @@
     corral synth distill --model TEACHER --task arithmetic --few-shot 4 -n 8 \\
         --rule majority --out data/distill.jsonl
     corral synth self-instruct --seeds seeds.jsonl --model MODEL --num 50 --out data/si.jsonl
+
+The logic is the library's: `corral.api.synth` (`rejection`, `distill`, `self_instruct`,
+`rest_em`), each taking the typed options these flags fill.
 """
 from __future__ import annotations
 
-from corral.core.errors import CorralError
-
-
-def _task(args):
-    from corral.data.readers import load_items
-    from corral.tasks import Task, get_task
-
-    if args.split == "unseen":
-        raise CorralError("--split unseen: training data made from the unseen split would leak "
-                          "it into training; use --split train")
-    if args.task.endswith((".jsonl", ".json", ".parquet")) and not args.task_grader:
-        if args.kind == "rejection":
-            raise CorralError(f"rejection sampling on {args.task} needs --task-grader GRADER to "
-                              "tell passing samples from failing ones")
-        items = load_items(args.task)[:args.limit or None]  # prompts only: distillation
-        if not items:
-            raise CorralError(f"{args.task}: no prompts")
-        return Task(name=args.task, items=items, grader=None)
-    return get_task(args.task, split=args.split, data=args.data, grader=args.task_grader,
-                    limit=args.limit, few_shot=args.few_shot, grader_flag="--task-grader")
-
 
 def cmd_sample(args) -> None:
-    from corral.graders.load import load_grader
-    from corral.infer.engine import SamplingParams
-    from corral.infer.generators import generator_for
-    from corral.synth.recipes import ORCA_SYSTEM, Recipe, synthesize
-    from corral.synth.sampling import Teacher
+    from corral.api import synth
+    from corral.cli.options import options
 
-    task = _task(args)
-    grader = load_grader(args.grader, root=args.root) if args.grader else task.grader
-    params = SamplingParams(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)
-    system = args.system or (ORCA_SYSTEM if args.orca else "")
-    recipe = Recipe(kind=args.kind, rule=args.rule if args.kind == "distill" else "pass",
-                    keep=args.keep, min_votes=args.min_votes, require_pass=args.require_pass,
-                    star=args.star, round=args.round,
-                    teacher=Teacher(system_prompt=system, few_shot=tuple(task.few_shot)))
-    if args.kind == "rejection" and args.rounds:
-        return _rest_em(args, task, grader, params, recipe)
-    if getattr(args, "strategy", "") and args.n != 1:
-        raise CorralError(f"--strategy {args.strategy} gives one answer per prompt; drop -n "
-                          "(or use -n 1) and let the strategy spend the samples")
-    generator = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
-                              key="--model")
-    if getattr(args, "strategy", ""):
-        generator = _strategy_teacher(args, generator)
-    synthesize(generator, task, args.out, params, recipe, grader=grader,
-               batch_size=args.batch_size, samples=args.samples)
-
-
-def _strategy_teacher(args, generator):
-    """The teacher as an inference strategy over the loaded model (a judge scorer is the
-    model itself; other scorers need reference fields a new prompt does not have)."""
-    from corral.cli.strategies import JudgeScorer
-    from corral.strategies import parse_strategy
-    from corral.strategies.generator import StrategyGenerator
-
-    strategy = parse_strategy(args.strategy, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature or 0.8, seed=args.seed)
-    if strategy.scorer_spec == "judge":
-        strategy.scorer = JudgeScorer(generator, args.max_new_tokens)
-    elif strategy.scorer_spec or strategy.kind == "best-of-n":
-        raise CorralError(f"--strategy {args.strategy}: a teacher's best-of-n picks with the "
-                          "model as judge; write best-of-n:N:judge")
-    return StrategyGenerator(strategy, generator)
-
-
-def _rest_em(args, task, grader, params, recipe) -> None:
-    """--rounds K: sample from the latest student, keep what passes, SFT, measure dev."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from corral.core.config import load_config
-    from corral.core.sections import SFTConfig
-    from corral.eval.evaluate import compare_models
-    from corral.infer.engine import SamplingParams
-    from corral.infer.generators import generator_for
-    from corral.methods.rest_em import RestEM
-    from corral.methods.runner import run
-    from corral.methods.sft import METHOD
-    from corral.store.runs import run_model_path
-    from corral.synth.recipes import synthesize
-    from corral.tasks import get_task
-
-    dev = get_task(args.task, split="dev", data=args.dev_data or args.data,
-                   grader=args.task_grader, limit=args.dev_limit, grader_flag="--task-grader")
-    greedy = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
-    stem, prefix = str(Path(args.out).with_suffix("")), args.run_prefix or Path(args.out).stem
-
-    def sample(model, r):
-        out = f"{stem}.round{r}.jsonl"
-        generator = generator_for(model, root=args.root, batch_size=args.engine_batch,
-                                  key="--model")
-        synthesize(generator, task, out, params, replace(recipe, round=r), grader=grader,
-                   batch_size=args.batch_size)
-        return out
-
-    def train(data, start, r):
-        name = f"{prefix}-round{r}"
-        folder = Path(args.root) / name
-        if (folder / "final").is_dir():  # a rerun of a killed loop: this round is trained
-            return name
-        resume = ["run.resume=true"] if (folder / "checkpoints").is_dir() else []
-        cfg = load_config(SFTConfig, None, [f"model.name={start}", f"data.train={data}",
-                                            f"run.name={name}", f"run.root={args.root}",
-                                            *args.train, *resume])
-        run(METHOD, cfg)
-        return name
-
-    def evaluate(model):
-        path = run_model_path(model, args.root)
-        return compare_models([path], dev, greedy, (1,))[path]["mean"]
-
-    loop = RestEM(args.rounds, args.model, from_last=args.from_last, min_gain=args.min_gain)
-    loop.run(sample, train, evaluate, record=f"{stem}.rounds.json")
-    best = loop.best()
-    print(f"rest-em: best round {best.round} ({best.model}), dev {best.dev:.3f}; "
-          f"rounds in {stem}.rounds.json")
+    # The library logs its counts as it goes ("samples: ...", "KIND: ... -> OUT").
+    if args.kind == "distill":
+        synth.distill(options(synth.DistillOptions, args), log=print)
+    elif not args.rounds:
+        synth.rejection(options(synth.RejectionOptions, args), log=print)
+    else:
+        result = synth.rest_em(options(synth.RejectionOptions, args), log=print)
+        print(f"rest-em: best round {result.best.round} ({result.best.model}), dev "
+              f"{result.best.dev:.3f}; rounds in {result.record}")
 
 
 def cmd_self_instruct(args) -> None:
-    from corral.infer.engine import SamplingParams
-    from corral.infer.generators import generator_for
-    from corral.synth.self_instruct import Filters, self_instruct
+    from corral.api import synth
+    from corral.cli.options import options
 
-    filters = Filters(max_rouge=args.max_rouge, min_words=args.min_words,
-                      max_words=args.max_words, blocklist=tuple(args.block or ()))
-    params = SamplingParams(temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)
-    generator = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
-                              key="--model")
-    self_instruct(generator, args.seeds, args.out, args.num, params, filters,
-                  in_context=args.in_context, evolve=args.evolve, seed=args.seed)
+    synth.self_instruct(options(synth.SelfInstructOptions, args), log=print)
 
 
 def _sampling_args(p, n: int, temperature: float) -> None:

@@ -16,7 +16,7 @@ from corral.core.config import check_choice, opt, require
 from corral.core.errors import CorralError
 from corral.core.sections import MethodConfig
 from corral.data.batching import pair_batches
-from corral.data.pairs import render_pairs
+from corral.data.preference import render_pairs
 from corral.data.readers import load_preference_records
 from corral.methods.runner import Built, Method, Setup, run
 from corral.model.resolve import resolve_model

@@ -11,7 +11,7 @@ from corral.core.config import ConfigNote, check_choice, opt, require
 from corral.core.errors import CorralError
 from corral.core.sections import MethodConfig
 from corral.data.batching import feedback_batches
-from corral.data.pairs import render_feedback, split_pairs
+from corral.data.preference import render_feedback, split_pairs
 from corral.data.readers import load_feedback_records, load_preference_records, read_rows
 from corral.methods.dpo import REFERENCES, with_reference
 from corral.methods.runner import Built, Method, Setup, run

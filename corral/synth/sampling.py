@@ -40,18 +40,23 @@ class Teacher(PromptProgram):
 
 def sample_task(generator, task, out, params: SamplingParams, grader=None,
                 teacher: Teacher | None = None, star: bool = False, batch_size: int = 16,
-                retry_failed: bool = False, extra: dict | None = None, log=print):
+                retry_failed: bool = False, extra: dict | None = None, log=print,
+                threshold: float = 1.0):
     """Graded samples of every task item, one job row per item, kept in `out` (resumable).
 
     star: a prompt none of whose samples passed is asked again with the reference answer
-    as a hint (STaR's rationalisation); those samples are marked `rationalised`."""
+    as a hint (STaR's rationalisation); those samples are marked `rationalised`.
+    threshold: the score that passes when the grader sets no pass/fail."""
     teacher = teacher or Teacher()
     if star and grader is None:
         raise CorralError("--star needs a grader and reference answers to hint with")
     rows = [{"source": it.source, "messages": as_dicts(it.messages), "fields": it.fields}
             for it in task.items]
-    template = json.dumps({"teacher": asdict(teacher), "star": star, "hint": HINT if star else "",
-                           "grader": getattr(grader, "name", None)}, sort_keys=True)
+    template = {"teacher": asdict(teacher), "star": star, "hint": HINT if star else "",
+                "grader": getattr(grader, "name", None)}
+    if threshold != 1.0:  # only then, so the keys of rows sampled before it existed hold
+        template["threshold"] = threshold
+    template = json.dumps(template, sort_keys=True)
     job = GenerationJob(out, template=template, model=generator.identity(), params=params,
                         batch_size=batch_size, retry_failed=retry_failed, usage=generator.usage,
                         extra={"stage": "samples", "task": task.name, **(extra or {})})
@@ -61,9 +66,9 @@ def sample_task(generator, task, out, params: SamplingParams, grader=None,
         items = [by_source[row["source"]] for row in batch]
         convs = [teacher.conversation(row["messages"]) for row in batch]
         outs = generator.chat(convs, params, return_errors=True)
-        graded = _grade(items, outs, grader)
+        graded = _grade(items, outs, grader, threshold)
         if star:
-            _rationalise(generator, items, batch, graded, grader, teacher, params)
+            _rationalise(generator, items, batch, graded, grader, teacher, params, threshold)
         return graded
 
     report = job.run(rows, answer)
@@ -72,7 +77,7 @@ def sample_task(generator, task, out, params: SamplingParams, grader=None,
     return read_jsonl(out)
 
 
-def _grade(items, outs, grader) -> list:
+def _grade(items, outs, grader, threshold: float = 1.0) -> list:
     """One row per item: its samples with text, finish reason, score, pass and answer."""
     rows, pairs, where = [], [], []
     for k, (item, gens) in enumerate(zip(items, outs)):
@@ -89,12 +94,13 @@ def _grade(items, outs, grader) -> list:
         scores = grader.grade_batch(pairs)
         check_grader_errors(scores, grader)
         for (k, j), s in zip(where, scores):
-            rows[k]["samples"][j].update(score=float(s.value), passed=passed(s),
+            rows[k]["samples"][j].update(score=float(s.value), passed=passed(s, threshold),
                                          answer=s.answer, error=score_error(s))
     return rows
 
 
-def _rationalise(generator, items, batch, graded, grader, teacher, params) -> None:
+def _rationalise(generator, items, batch, graded, grader, teacher, params,
+                 threshold: float = 1.0) -> None:
     todo = [k for k, row in enumerate(graded) if isinstance(row, dict)
             and not any(s.get("passed") for s in row["samples"])
             and items[k].fields.get("answer") not in (None, "")]
@@ -107,7 +113,7 @@ def _rationalise(generator, items, batch, graded, grader, teacher, params) -> No
         messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{hint}"}
         convs.append(teacher.conversation(messages))
     outs = _grade([items[k] for k in todo], generator.chat(convs, params, return_errors=True),
-                  grader)
+                  grader, threshold)
     for k, row in zip(todo, outs):
         if isinstance(row, dict):
             graded[k]["samples"] += [{**s, "rationalised": True} for s in row["samples"]]
