@@ -169,3 +169,23 @@ def test_trajectory_reward_sums_token_rewards():
     assert t.reward == 1.0
     t.token_rewards = [-0.1, 0.9]
     assert t.reward == pytest.approx(0.8)
+
+
+def test_rollout_config_is_the_rl_sections_same_named_keys():
+    """train/ owns what a rollout reads; methods/rl fills it from rl.* (same names, defaults)."""
+    from dataclasses import fields
+
+    from corral.methods.rl import load_rl_config, rollout_config
+    from corral.train.rollout import RolloutConfig
+
+    section_defaults = {f.name: f.default for f in fields(RLSection)}
+    for f in fields(RolloutConfig):
+        assert section_defaults[f.name] == f.default, f.name
+    cfg = load_rl_config(None, ["rl.preset=dapo", "rl.n=3", "rl.top_k=5", "rl.kl_coef=0.1"])
+    built = rollout_config(cfg)
+    assert isinstance(built, RolloutConfig)
+    assert {f.name: getattr(built, f.name) for f in fields(built)} == {
+        f.name: getattr(cfg.rl, f.name) for f in fields(built)}
+    assert RolloutConfig.of(built) is built
+    assert make_source().rl == RolloutConfig.of(RLSection(n=4, prompts_per_step=2,
+                                                          max_new_tokens=6))

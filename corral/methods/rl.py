@@ -23,7 +23,7 @@ from corral.objectives.policy_gradient import PolicyGradient
 from corral.store.runs import RunStore
 from corral.train.advantages import ESTIMATORS
 from corral.train.loop import plan
-from corral.train.rollout import RolloutSource
+from corral.train.rollout import RolloutConfig, RolloutSource
 
 
 def load_rl_config(path: str | None = None, overrides=(), preset: str = "") -> RLConfig:
@@ -68,6 +68,11 @@ def objective_for(cfg: RLConfig) -> PolicyGradient:
                           rl.kl_in == "loss")
 
 
+def rollout_config(cfg: RLConfig) -> RolloutConfig:
+    """What the rollouts read of the config: rl.* keys of the same names."""
+    return RolloutConfig.of(cfg.rl)
+
+
 def estimator_for(cfg: RLConfig):
     """The advantage estimator rl.advantage names, with its knobs (GAE's live in ppo.*)."""
     options = getattr(cfg, "ppo", None) if cfg.rl.advantage == "gae" else cfg.rl
@@ -85,8 +90,8 @@ def build(cfg: RLConfig, setup: Setup, objective=None) -> Built:
     if rl.kl_coef > 0 and not policy.is_lora:
         policy.prepare_reference()  # full fine-tuning: freeze a copy before any update
     holder = {}  # the store, once the run is open: rollouts log their samples into it
-    source = RolloutSource(policy, train_items, grader, rl, cfg.train.batch_tokens,
-                           cfg.train.seed, template=setup.template,
+    source = RolloutSource(policy, train_items, grader, rollout_config(cfg),
+                           cfg.train.batch_tokens, cfg.train.seed, template=setup.template,
                            max_prompt_length=cfg.data.max_prompt_length,
                            estimator=estimator_for(cfg),
                            on_rollout=lambda r, trajs, stats: _log_samples(holder["store"], r,

@@ -17,6 +17,40 @@ from corral.objectives import losses as L
 from corral.train.advantages import ESTIMATORS
 
 
+@dataclass(frozen=True)
+class RolloutConfig:
+    """What a rollout needs, owned by train/ (methods/rl builds it from its `rl:` section, whose
+    keys of the same names these are; their meanings are documented there). Defaults = rl's."""
+    n: int = 8  # samples per prompt (group size)
+    prompts_per_step: int = 4  # prompts per rollout
+    mu: int = 1  # optimisation passes per rollout
+    mini_batches: int = 1  # optimizer steps per pass
+    max_new_tokens: int = 128  # sampling
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    gen_batch_size: int = 64  # decode rows at once (the default engine)
+    missing_eos_penalty: float = 0.0  # rewards
+    kl_coef: float = 0.0
+    kl_kind: str = "k3"
+    kl_in: str = "loss"  # "reward": the KL penalty goes into the per-token rewards
+    recompute_old_logps: str = "auto"  # auto | always | never
+    logp_tolerance: float = 0.02  # the first rollout's sampler/trainer check (0 = off)
+    max_grader_errors: float = 1.0
+    advantage: str = "group"  # the default estimator (a method may pass its own) and its knobs
+    scale: str = "group"
+    eps: float = 1e-4
+
+    @classmethod
+    def of(cls, section) -> RolloutConfig:
+        """A RolloutConfig as is, or one read from the same-named attributes of a config
+        section (an `rl:` section, or any object that has them)."""
+        if isinstance(section, cls):
+            return section
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)
+                      if hasattr(section, f.name)})
+
+
 @dataclass
 class Trajectory:
     """One sampled completion and everything computed about it. Per-token lists have one
@@ -63,6 +97,7 @@ def group_stats(trajs, n: int) -> dict:
 class RolloutSource:
     """A BatchSource whose batches are sampled from the live policy.
 
+    `rl` is a RolloutConfig (or a section with its fields, read by `RolloutConfig.of`).
     Steps map to rollouts: one rollout = `rl.prompts_per_step` prompts × `rl.n` samples, then
     `rl.mu` passes × `rl.mini_batches` mini-batches = μ·M optimizer steps over it. Optimizer
     step k uses rollout k // (μM), pass (k % μM) // M, mini-batch k % M; each mini-batch is
@@ -75,6 +110,7 @@ class RolloutSource:
                  estimator=None):
         if not items:
             raise CorralError("no training prompts; set data.train=FILE or data.task=NAME")
+        rl = RolloutConfig.of(rl)
         self.policy, self.items, self.grader, self.rl = policy, list(items), grader, rl
         self.batch_tokens, self.seed, self.on_rollout = batch_tokens, seed, on_rollout
         self.max_prompt_length = max_prompt_length
@@ -149,8 +185,7 @@ class RolloutSource:
                  for g_idx, (i, group) in enumerate(zip(indices, gens)) for g in group]
         pairs = [(self.items[t.prompt_index].grader_item(), Sample.of(t.text)) for t in trajs]
         scores = self.grader.grade_batch(pairs)
-        check_grader_errors(scores, self.grader, getattr(rl, "max_grader_errors", 1.0),
-                            "rl.max_grader_errors")
+        check_grader_errors(scores, self.grader, rl.max_grader_errors, "rl.max_grader_errors")
         for t, s in zip(trajs, scores):
             t.score = float(s.value)
         return trajs
