@@ -4,81 +4,24 @@
     corral curate train.jsonl --out clean.jsonl --decontaminate gsm8k=../shared/data/gsm8k/x.jsonl
     corral curate train.jsonl --out small.jsonl --semantic 0.95 --select 900 --select-method kcenter
     corral curate train.jsonl --out best.jsonl --select 500 --score-model smollm2-135m-instruct
+
+The logic is the library's: `corral.curate.run(CurateRunOptions(...))`.
 """
 from __future__ import annotations
 
 import argparse
 
-from corral.core.errors import CorralError
-
-
-def _similarity(flag: str, text: str) -> float | None:
-    """A threshold in (0, 1], or None for off."""
-    if str(text).lower() in ("off", "none", "no"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise CorralError(f"{flag} takes a similarity in (0, 1] or 'off', got '{text}'")
-    return value
-
-
-def _options(args):
-    from corral.curate import CurateOptions
-
-    if args.ngram < 1 or args.decontam_ngram < 1:
-        raise CorralError(f"--ngram {args.ngram} / --decontam-ngram {args.decontam_ngram}: "
-                          "give a whole number of words ≥ 1")
-    if not 0 < args.decontam_threshold <= 1:
-        raise CorralError(f"--decontam-threshold {args.decontam_threshold}: give the share of "
-                          "a test item's n-grams in (0, 1] at which a row is dropped")
-    if args.select < 0:
-        raise CorralError(f"--select {args.select}: give the number of rows to keep, ≥ 1")
-    if args.select and args.select_method == "deita" and not (args.score_field or
-                                                              args.score_model):
-        raise CorralError("--select-method deita ranks rows by score: give --score-field KEY "
-                          "or --score-model MODEL (IFD), or use --select-method kcenter|random")
-    return CurateOptions(
-        exact=args.exact, near=_similarity("--near", args.near), ngram=args.ngram,
-        num_perm=args.num_perm, semantic=_similarity("--semantic", args.semantic),
-        decontaminate=tuple(args.decontaminate), known_splits=args.known_splits,
-        decontam_ngram=args.decontam_ngram, decontam_threshold=args.decontam_threshold,
-        decontam_semantic=_similarity("--decontam-semantic", args.decontam_semantic),
-        select=args.select, select_method=args.select_method, tau=args.tau,
-        score_field=args.score_field, seed=args.seed)
-
-
-def _ifd_scorer(model_name: str, batch_size: int):
-    """deita's scores from a causal LM: IFD, with IFD ≥ 1 (the prompt does not help) last,
-    as Cherry-LLM discards those rows."""
-    from corral.core.sections import ModelConfig
-    from corral.curate import ifd_scores
-    from corral.model.policy import load_policy
-    from corral.store.runs import run_model_path
-
-    def scorer(rows):
-        policy = load_policy(ModelConfig(name=run_model_path(model_name)), None,
-                             for_training=False, key="--score-model")
-        values = ifd_scores(policy.model, policy.tokenizer, rows, batch_size=batch_size)
-        return [v if v < 1 else float("-inf") for v in values]  # NaN < 1 is False: last too
-    scorer.name = f"ifd:{model_name}"
-    return scorer
-
 
 def cmd_curate(args) -> None:
-    from corral.curate import curate_file
+    from corral.cli.options import options
+    from corral.curate import CurateRunOptions, run
 
-    options = _options(args)
-    scorer = _ifd_scorer(args.score_model, args.batch_size) if args.score_model else None
-    manifest = curate_file(args.file, args.out, options, report_path=args.report,
-                           scorer=scorer)
-    for step in manifest["steps"]:
+    result = run(options(CurateRunOptions, args))
+    for step in result.steps:
         notes = "".join(f"; {note}" for note in step.get("notes", []))
         print(f"{step['step']}: removed {step['removed']}, kept {step['kept']}{notes}")
-    print(f"wrote {args.out} ({manifest['rows_out']} of {manifest['rows_in']} rows), report "
-          f"{manifest['report']['path']}, manifest {args.out}.manifest.json")
+    print(f"wrote {result.out} ({result.rows_out} of {result.rows_in} rows), report "
+          f"{result.report}, manifest {result.manifest_path}")
 
 
 def register(subparsers) -> None:

@@ -6,8 +6,10 @@
 
 Every step returns a StepResult: the kept rows and a Finding per row it judged (its source,
 the reason, the row or test item it matches, the score). `curate_file` runs the steps on a
-file and writes output, report and manifest; `corral curate` is its command (docs/curate.md).
+file and writes output, report and manifest; `corral curate` is its command (docs/curate.md),
+and `run(CurateRunOptions(...))` the same command as a library call.
 """
+from corral.curate.command import CurateResult, CurateRunOptions, run
 from corral.curate.decontam import (
     EvalItem,
     decontaminate,
@@ -32,9 +34,9 @@ from corral.curate.select import select
 from corral.curate.text import Row, normalize, prompt_text, row_text, tokenize
 
 __all__ = [
-    "CurateOptions", "EvalItem", "Finding", "Row", "StepResult", "curate_file", "decontaminate",
-    "embed", "eval_items", "exact_dedup", "filter_by_score", "grader_scorer", "ifd_scores",
-    "known_splits", "load_rows", "near_dedup", "normalize", "overlaps", "perplexity",
-    "prompt_and_response", "prompt_text", "row_text", "run_steps", "score_rows", "sealed_index",
-    "select", "semantic_dedup", "tokenize",
+    "CurateOptions", "CurateResult", "CurateRunOptions", "EvalItem", "Finding", "Row",
+    "StepResult", "curate_file", "decontaminate", "embed", "eval_items", "exact_dedup",
+    "filter_by_score", "grader_scorer", "ifd_scores", "known_splits", "load_rows", "near_dedup",
+    "normalize", "overlaps", "perplexity", "prompt_and_response", "prompt_text", "row_text",
+    "run", "run_steps", "score_rows", "sealed_index", "select", "semantic_dedup", "tokenize",
 ]
