@@ -1,6 +1,7 @@
 """Judge-model graders: score_model and label_model reply parsing, judge failures, http_judge."""
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -181,3 +182,93 @@ def test_openai_reexports_judge_names():
     for name in ("JudgeError", "ScoreModelGrader", "LabelModelGrader", "http_judge",
                  "parse_score", "parse_label"):
         assert getattr(openai, name) is getattr(judge_module, name)
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """Answers "0.9" after a pause, counting requests in flight; a prompt holding "flaky"
+    gets one 503 first."""
+    lock = threading.Lock()
+    active, peak = 0, 0
+    seen: ClassVar[list] = []
+    failed: ClassVar[set] = set()
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        with cls.lock:
+            cls.active += 1
+            cls.peak = max(cls.peak, cls.active)
+            cls.seen.append(body)
+        time.sleep(0.2)
+        with cls.lock:
+            cls.active -= 1
+        text = body["messages"][-1]["content"]
+        if "flaky" in text and text not in cls.failed:
+            cls.failed.add(text)
+            status, reply = 503, b'{"error": {"message": "busy"}}'
+        else:
+            status, reply = 200, json.dumps({"choices": [{"message": {"content": "0.9"}}]}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        if status == 503:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_endpoint_judge_grades_a_batch_concurrently_and_retries(monkeypatch):
+    """CORRAL_JUDGE_MODEL names an endpoint (URL#MODEL): a grade_batch goes out as one chat
+    call whose requests overlap, and a request the server fails (503) is asked again."""
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("CORRAL_JUDGE_BASE_URL", raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("CORRAL_JUDGE_MODEL",
+                           f"http://127.0.0.1:{server.server_address[1]}/v1#judge-model")
+        grader = load_grader(SCORE_SPEC)
+        answers = ["a", "b", "flaky", "c", "d", "e"]
+        scores = grader.grade_batch([({"q": "Q"}, Sample.of(a)) for a in answers])
+        assert [s.value for s in scores] == [pytest.approx(0.9)] * 6
+        assert _SlowHandler.peak >= 2  # concurrent, not one request after another
+        assert len(_SlowHandler.seen) == 7  # six samples, one retried
+        usage = grader.judge.generator.usage
+        assert usage.requests == 7 and usage.retries == 1
+        assert {b["model"] for b in _SlowHandler.seen} == {"judge-model"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_judge_grader_shares_the_judge_cache_and_budget(tmp_path):
+    """A Judge given to a grader brings its cache (asked once, ever) and call budget."""
+    from corral.core.errors import BudgetSpent
+    from corral.graders.judge import as_judge
+    from corral.graders.judging import Judge, JudgeCache
+
+    calls = fixed_judge("0.5")
+    judge = as_judge(calls, {})
+    judge = Judge(judge.generator, retries=0, cache=JudgeCache(tmp_path / "c.jsonl"),
+                  max_calls=2)
+    grader = load_grader(SCORE_SPEC, judge=judge)
+    pairs = [({"q": "Q"}, Sample.of(a)) for a in ("x", "y")]
+    assert [s.value for s in grader.grade_batch(pairs)] == [0.5, 0.5]
+    assert [s.value for s in grader.grade_batch(pairs)] == [0.5, 0.5] and len(calls.calls) == 2
+    with pytest.raises(BudgetSpent, match="budget of 2 calls"):
+        grader.grade({"q": "Q"}, Sample.of("z"))
+
+
+def test_old_judge_variables_still_work_with_a_note(monkeypatch):
+    from corral.core.config import ConfigNote
+    from corral.graders.judge import default_judge
+
+    monkeypatch.setenv("CORRAL_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("CORRAL_JUDGE_MODEL", "m")
+    with pytest.warns(ConfigNote, match="CORRAL_JUDGE_MODEL=URL#MODEL"):
+        judge = default_judge()
+    assert judge.name == "http://127.0.0.1:9/v1#m"  # nothing is asked until the first grading

@@ -1,16 +1,30 @@
-"""Judge-model graders of the OpenAI grader JSON (score_model, label_model): reply parsing,
-message checks, `http_judge` for an OpenAI-compatible server, `local_judge` for a local model
-through the generation engine, and `default_judge`, which picks one from the environment."""
+"""Judge-model graders of the OpenAI grader JSON (score_model, label_model).
+
+They ask through the one judge, `graders.judging.Judge`, over a Generator: a batch of samples
+is ONE `Generator.chat` call, so a local model answers it in one generation pass and an
+endpoint answers it concurrently, with `infer/remote`'s retries and Retry-After. Replies are
+read by `judge_prompts.parse_score` / `parse_label`.
+
+The `judge` a grader is given may be a Generator, a `Judge` (its cache and call budget then
+apply), or the older callable `judge(messages, sampling_params) -> reply` (with an optional
+`.batch(conversations, sampling_params)`). `http_judge`, `local_judge` and `default_judge`
+make callables of that last kind, backed by a Generator that is made at the first grading.
+
+The judge's model, without one given: $CORRAL_JUDGE_MODEL, any generator spec (a corral
+model name, a directory, a run, `openai:MODEL`, `http(s)://HOST/v1#MODEL`; endpoint keys in
+$CORRAL_OPENAI_API_KEY / $OPENAI_API_KEY), else the grader's `model`, else the embedded
+SmolLM2. The older $CORRAL_JUDGE_BASE_URL and $CORRAL_JUDGE_API_KEY are still read, with a note.
+"""
 from __future__ import annotations
 
-import json
 import os
-import re
-import urllib.error
-import urllib.request
+import warnings
 
+from corral.core.config import ConfigNote
 from corral.core.errors import CorralError
 from corral.graders.base import Score
+from corral.graders.judge_prompts import parse_label, parse_score
+from corral.graders.judging import Judge as _Judge
 from corral.graders.spec import (
     Judge,
     SpecGrader,
@@ -20,6 +34,15 @@ from corral.graders.spec import (
     render,
     template_errors,
 )
+from corral.infer.engine import Generation, SamplingParams
+from corral.infer.generators import EndpointGenerator, Generator
+from corral.infer.remote import ChatClient, Endpoint, Usage, is_endpoint_spec
+
+__all__ = ["DEFAULT_JUDGE_MODEL", "GeneratorJudge", "Judge", "JudgeError", "LabelModelGrader",
+           "ScoreModelGrader", "default_judge", "http_judge", "judge_params", "local_judge",
+           "parse_label", "parse_score"]
+
+GRADER_BATCH = 1024  # samples per chat call: a grade_batch is one call, as before
 
 
 class JudgeError(Exception):
@@ -28,50 +51,6 @@ class JudgeError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
-
-
-_FENCE = re.compile(r"^```\w*\s*|\s*```$")
-# "7/10" is not read as 10: a number right after "/" or a digit does not count.
-_NUMBER_AT_END = re.compile(r"(?<![\d/.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\.?\s*$")
-
-
-def _json_result(text: str):
-    """The reply as JSON, or the `result` of a JSON object in it; None when there is none."""
-    candidates = [text] + re.findall(r"\{[^{}]*\}", text)
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            value = value.get("result")
-        if value is not None:
-            return value
-    return None
-
-
-def parse_score(reply: str) -> float | None:
-    """A number, JSON `{"result": x}` (also inside text or a ``` fence), or a number that ends
-    the reply ("... so the score is 0.8"); None when the reply holds none of these."""
-    text = _FENCE.sub("", reply.strip())
-    value = _json_result(text)
-    if _is_number(value):
-        return float(value)
-    match = _NUMBER_AT_END.search(text)
-    return float(match.group(1)) if match else None
-
-
-def parse_label(reply: str, labels: list[str]) -> str | None:
-    """The label the reply names: the whole reply, JSON `{"result": label}`, or the only label
-    that occurs in it as a word (case-insensitive); None when ambiguous or absent."""
-    by_folded = {label.casefold(): label for label in labels}
-    text = _FENCE.sub("", reply.strip())
-    for candidate in (text.strip("\"'`. \n"), _json_result(text)):
-        if isinstance(candidate, str) and candidate.strip().casefold() in by_folded:
-            return by_folded[candidate.strip().casefold()]
-    found = [label for label in labels
-             if re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text, re.IGNORECASE)]
-    return found[0] if len(found) == 1 else None
 
 
 def _message_errors(messages, path: str) -> list[str]:
@@ -97,13 +76,17 @@ def _message_errors(messages, path: str) -> list[str]:
 
 
 class _JudgeGrader(SpecGrader):
-    """A grader that asks a judge model; the judge is injected, so any engine can serve it."""
+    """A grader that asks a judge model (see the module docstring for what `judge` may be)."""
 
     def __init__(self, spec, judge=None):
         super().__init__(spec)
         self.judge = judge or default_judge(spec.get("model"))
+        self.asker = as_judge(self.judge, self._params())
 
     def _instruction(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _parse(self, reply: str) -> tuple[object, str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _messages(self, item, sample) -> list[dict]:
@@ -122,15 +105,10 @@ class _JudgeGrader(SpecGrader):
         return messages
 
     def _grade(self, item, sample):
-        messages = self._messages(item, sample)
-        return self._call(lambda: [self.judge(messages, self._params())], 1)[0]
+        return self.grade_batch([(item, sample)])[0]
 
     def grade_batch(self, pairs):
-        """One judge call for the whole batch when the judge has `.batch` (the local judge:
-        one generation pass over every prompt), else one call per sample."""
-        batch = getattr(self.judge, "batch", None)
-        if batch is None:
-            return [self.grade(item, sample) for item, sample in pairs]
+        """The whole batch in one judge call (see the module docstring)."""
         scores, asked, messages = [None] * len(pairs), [], []
         for k, (item, sample) in enumerate(pairs):
             try:
@@ -138,28 +116,29 @@ class _JudgeGrader(SpecGrader):
                 asked.append(k)
             except _Unrenderable as exc:
                 scores[k] = self._fail(exc.kind, str(exc))
-        for k, score in zip(asked, self._call(lambda: batch(messages, self._params()),
-                                              len(asked))):
-            scores[k] = score
+        if not messages:
+            return scores
+        try:
+            verdicts = self.asker.ask(messages, self._parse, judge_params(self._params()),
+                                      kind=self.type)
+        except CorralError:  # a judge that cannot be set up stops the run: every score would be 0
+            raise
+        except Exception as exc:  # noqa: BLE001 - an injected judge may fail any way; score 0
+            failed = self._fail("model_grader_server_error",
+                                f"the judge failed: {type(exc).__name__}: {exc}")
+            verdicts = None
+        for n, k in enumerate(asked):
+            if verdicts is None:
+                scores[k] = failed
+            elif verdicts[n].error.startswith("the judge failed"):
+                scores[k] = self._fail(verdicts[n].failure or "model_grader_server_error",
+                                       verdicts[n].error)
+            else:
+                scores[k] = self._score(verdicts[n].reply)
         return scores
 
     def _params(self) -> dict:
         return dict(self.spec.get("sampling_params", {}))
-
-    def _call(self, ask, count: int) -> list[Score]:
-        """Replies -> scores; a failed call scores each of its `count` samples 0."""
-        try:
-            replies = list(ask())
-            if len(replies) != count:
-                raise RuntimeError(f"{len(replies)} replies for {count} prompts")
-            return [self._score(reply) for reply in replies]
-        except CorralError:  # a judge that cannot be set up stops the run: every score would be 0
-            raise
-        except JudgeError as exc:
-            return [self._fail(exc.kind, str(exc))] * count
-        except Exception as exc:  # noqa: BLE001 - an injected judge may fail any way; score 0
-            return [self._fail("model_grader_server_error",
-                               f"the judge failed: {type(exc).__name__}: {exc}")] * count
 
     def _score(self, reply: str) -> Score:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -190,6 +169,9 @@ class ScoreModelGrader(_JudgeGrader):
     def _instruction(self):
         return (f"Reply with only a number from {self.low:g} to {self.high:g}, "
                 'or JSON {"result": <number>}.')
+
+    def _parse(self, reply):
+        return parse_score(reply), "no score found in the judge's reply"
 
     def _score(self, reply):
         raw = parse_score(reply)
@@ -224,6 +206,9 @@ class LabelModelGrader(_JudgeGrader):
         return ("Reply with exactly one of these labels and nothing else: "
                 f"{', '.join(self.spec['labels'])}.")
 
+    def _parse(self, reply):
+        return parse_label(reply, self.spec["labels"]), "no single label in the judge's reply"
+
     def _score(self, reply):
         label = parse_label(reply, self.spec["labels"])
         if label is None:
@@ -234,92 +219,168 @@ class LabelModelGrader(_JudgeGrader):
                      passed=passed, answer=label)
 
 
-def http_judge(base_url: str, api_key: str | None, model: str, timeout_s: float = 120.0) -> Judge:
-    """A judge backed by an OpenAI-compatible server: POST {base_url}/chat/completions."""
-    url = base_url.rstrip("/") + "/chat/completions"
+def judge_params(sampling_params: dict, max_new_tokens: int = 512) -> SamplingParams:
+    """The grader JSON's sampling_params as corral's: temperature default 0 (greedy),
+    max_completions_tokens (or max_tokens) default `max_new_tokens`, top_p, seed."""
+    sp = sampling_params or {}
+    limit = sp.get("max_completions_tokens") or sp.get("max_tokens") or max_new_tokens
+    seed = sp.get("seed")
+    return SamplingParams(max_new_tokens=int(limit), temperature=float(sp.get("temperature", 0)),
+                          top_p=float(sp.get("top_p", 1.0)),
+                          seed=None if seed is None else int(seed))
 
-    def judge(messages: list[dict], sampling_params: dict) -> str:
-        params = dict(sampling_params)
-        if "max_completions_tokens" in params:  # the grader JSON's name for it
-            params["max_tokens"] = params.pop("max_completions_tokens")
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        body = json.dumps({"model": model, "messages": messages, **params}).encode()
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                message = json.loads(response.read())["choices"][0]["message"]
-        except urllib.error.HTTPError as exc:
-            raise JudgeError("model_grader_server_error",
-                             f"{url} answered HTTP {exc.code}: {exc.read()[:300]!r}") from None
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise JudgeError("model_grader_server_error", f"{url}: {exc!r}") from None
-        if message.get("refusal"):
-            raise JudgeError("model_grader_refusal_error",
-                             f"the judge refused: {message['refusal']}")
-        return message.get("content") or ""
 
-    return judge
+def as_judge(judge, sampling_params: dict | None = None) -> _Judge:
+    """The one Judge that a grader asks through, from whatever it was given: a Judge as it
+    is, a Generator, or an older callable judge (its raw sampling_params passed on)."""
+    if isinstance(judge, _Judge):
+        return judge
+    generator = judge if isinstance(judge, Generator) else \
+        _CallableGenerator(judge, dict(sampling_params or {}))
+    return _Judge(generator, retries=0, batch_size=GRADER_BATCH)
+
+
+class GeneratorJudge:
+    """A callable judge `judge(messages, sampling_params) -> reply` backed by a Generator
+    that `make()` builds at the first call; `batch` asks many conversations in one
+    `Generator.chat` call (a failed one stands in the list as its exception)."""
+
+    def __init__(self, make, name: str, max_new_tokens: int = 512):
+        self._make, self.name, self._generator = make, name, None
+        self.max_new_tokens = max_new_tokens
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = self._make()
+        return self._generator
+
+    def batch(self, conversations: list[list[dict]], sampling_params: dict) -> list:
+        generator = self.generator
+        if not isinstance(generator, EndpointGenerator):  # a chat template knows "system"
+            conversations = [[{**m, "role": "system" if m["role"] == "developer" else m["role"]}
+                              for m in messages] for messages in conversations]
+        results = generator.chat(conversations,
+                                 judge_params(sampling_params, self.max_new_tokens),
+                                 return_errors=True)
+        return [r if isinstance(r, Exception) else r[0].text for r in results]
+
+    def __call__(self, messages: list[dict], sampling_params: dict) -> str:
+        reply = self.batch([messages], sampling_params)[0]
+        if isinstance(reply, Exception):
+            raise JudgeError("model_grader_server_error", str(reply))
+        return reply
+
+
+class _CallableGenerator(Generator):
+    """An older callable judge seen as a Generator, so the one Judge can ask it: its
+    `.batch` answers a whole chat call, else it is called once per conversation; it gets
+    the grader's raw sampling_params, as it always did."""
+
+    def __init__(self, judge, sampling_params: dict):
+        self.judge, self.sampling_params = judge, sampling_params
+        self.name = getattr(judge, "name", None) or getattr(judge, "__name__", "judge")
+        self.usage = Usage()
+
+    def identity(self) -> dict:
+        return {"kind": "callable", "name": str(self.name)}
+
+    def chat(self, conversations, params=None, *, return_errors=False) -> list:
+        conversations = [list(c) for c in conversations]
+        batch = getattr(self.judge, "batch", None)
+        if batch is not None:
+            try:
+                replies = list(batch(conversations, self.sampling_params))
+                if len(replies) != len(conversations):
+                    raise RuntimeError(f"{len(replies)} replies for {len(conversations)} prompts")
+            except CorralError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every prompt of the call failed
+                replies = [exc] * len(conversations)
+        else:
+            replies = []
+            for messages in conversations:
+                try:
+                    replies.append(self.judge(messages, self.sampling_params))
+                except CorralError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an injected judge may fail any way
+                    replies.append(exc)
+        self.usage.requests += len(conversations)
+        out = [r if isinstance(r, Exception) else [Generation(str(r), [], [], "stop", i, 0)]
+               for i, r in enumerate(replies)]
+        failed = next((r for r in out if isinstance(r, Exception)), None)
+        if failed is not None and not return_errors:
+            raise failed
+        return out
+
+
+def http_judge(base_url: str, api_key: str | None, model: str, timeout_s: float = 120.0,
+               max_retries: int = 2, concurrency: int = 8, backoff_s: float = 0.5
+               ) -> GeneratorJudge:
+    """A judge backed by an OpenAI-compatible server: POST {base_url}/chat/completions
+    through `infer/remote`'s client (retries, Retry-After, `concurrency` requests at once)."""
+    endpoint = Endpoint(base_url.strip().rstrip("/").removesuffix("/chat/completions"),
+                        model, api_key)
+
+    def make() -> Generator:
+        client = ChatClient(endpoint, timeout_s=timeout_s, max_retries=max_retries,
+                            concurrency=concurrency, backoff_s=backoff_s)
+        return EndpointGenerator(f"{endpoint.base_url}#{model}", client)
+
+    return GeneratorJudge(make, f"{endpoint.base_url}#{model}")
 
 
 DEFAULT_JUDGE_MODEL = "smollm2-135m-instruct"
 _JUDGE_HELP = ("set CORRAL_JUDGE_MODEL to a local model (a corral model name, a directory or a "
-               "run) or CORRAL_JUDGE_BASE_URL to an OpenAI-compatible server (key in "
-               "CORRAL_JUDGE_API_KEY)")
+               "run) or an endpoint (openai:MODEL, or http(s)://HOST/v1#MODEL, its key in "
+               "CORRAL_OPENAI_API_KEY); the older CORRAL_JUDGE_BASE_URL (with "
+               "CORRAL_JUDGE_API_KEY) is still read")
 
 
-def default_judge(model: str | None = None) -> Judge:
-    """The judge of a grader built without one. With $CORRAL_JUDGE_BASE_URL set: that server
-    (key from $CORRAL_JUDGE_API_KEY, else $OPENAI_API_KEY); otherwise a local model through the
-    generation engine. The model is $CORRAL_JUDGE_MODEL, else the grader's `model`, else the
-    embedded SmolLM2. Nothing is loaded until the first sample is graded."""
+def default_judge(model: str | None = None, root: str = "runs") -> GeneratorJudge:
+    """The judge of a grader built without one: $CORRAL_JUDGE_MODEL, else the grader's
+    `model`, else the embedded SmolLM2; any generator spec (local or endpoint). The older
+    $CORRAL_JUDGE_BASE_URL (+ $CORRAL_JUDGE_API_KEY, else $OPENAI_API_KEY) still names a
+    server, with a note. Nothing is loaded until the first sample is graded."""
     chosen = os.environ.get("CORRAL_JUDGE_MODEL") or model
     base_url = os.environ.get("CORRAL_JUDGE_BASE_URL")
+    old_key = os.environ.get("CORRAL_JUDGE_API_KEY")
     if base_url:
+        warnings.warn(ConfigNote("CORRAL_JUDGE_BASE_URL is an older name: set "
+                                 "CORRAL_JUDGE_MODEL=URL#MODEL (key in CORRAL_OPENAI_API_KEY)"),
+                      stacklevel=2)
         if not chosen:
             raise CorralError("CORRAL_JUDGE_BASE_URL is set but no judge model is named; set "
                               "CORRAL_JUDGE_MODEL or the grader's \"model\".")
-        key = os.environ.get("CORRAL_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        return http_judge(base_url, key, chosen)
-    return local_judge(chosen or DEFAULT_JUDGE_MODEL)
+        key = old_key or os.environ.get("CORRAL_OPENAI_API_KEY") or \
+            os.environ.get("OPENAI_API_KEY")
+        return http_judge(base_url, key, chosen, max_retries=5, backoff_s=1.0)
+    spec = chosen or DEFAULT_JUDGE_MODEL
+    if old_key and is_endpoint_spec(spec):
+        warnings.warn(ConfigNote("CORRAL_JUDGE_API_KEY is an older name: set "
+                                 "CORRAL_OPENAI_API_KEY"), stacklevel=2)
+    return GeneratorJudge(lambda: _judge_generator(spec, root, old_key), spec)
 
 
-def local_judge(model: str, max_new_tokens: int = 512) -> Judge:
+def local_judge(model: str, max_new_tokens: int = 512) -> GeneratorJudge:
     """A judge answered by a local model through corral's generation engine. The grader's
     sampling_params apply (temperature default 0 = greedy; max_completions_tokens, top_p,
     seed); a "developer" message is given to the model as "system". The model loads at the
     first batch and stays with this judge (every grader of one spec shares it)."""
-    from corral.infer.engine import SamplingParams
-
-    engine = []  # loaded on first use
-
-    def batch(conversations: list[list[dict]], sp: dict) -> list[str]:
-        limit = sp.get("max_completions_tokens") or sp.get("max_tokens") or max_new_tokens
-        params = SamplingParams(max_new_tokens=int(limit),
-                                temperature=float(sp.get("temperature", 0)),
-                                top_p=float(sp.get("top_p", 1.0)), seed=int(sp.get("seed", 0)))
-        chats = [[{"role": "system" if m["role"] == "developer" else m["role"],
-                   "content": m["content"]} for m in messages] for messages in conversations]
-        if not engine:
-            engine.append(_local_engine(model))
-        return [gens[0].text for gens in engine[0].generate_chat(chats, params)]
-
-    def judge(messages: list[dict], sampling_params: dict) -> str:
-        return batch([messages], sampling_params)[0]
-
-    judge.batch = batch  # grade_batch asks for all its samples in one generation pass
-    return judge
+    return GeneratorJudge(lambda: _judge_generator(model, "runs", None), model, max_new_tokens)
 
 
-def _local_engine(model: str):
-    from corral.core.sections import ModelConfig
-    from corral.infer.engine import engine_for
-    from corral.model.policy import load_policy
+def _judge_generator(spec: str, root: str, api_key: str | None) -> Generator:
+    from corral.infer.generators import generator_for
+    from corral.infer.remote import parse_endpoint
 
+    if is_endpoint_spec(spec):
+        environ = dict(os.environ, CORRAL_OPENAI_API_KEY=api_key) if api_key else None
+        client = ChatClient(parse_endpoint(spec, environ))
+        return EndpointGenerator(spec, client)
     try:
-        policy = load_policy(ModelConfig(name=model), None, for_training=False)
+        return generator_for(spec, root=root, key="CORRAL_JUDGE_MODEL")
     except CorralError as exc:
-        raise CorralError(f"judge model {model!r} cannot be loaded here ({exc}); "
+        raise CorralError(f"judge model {spec!r} cannot be loaded here ({exc}); "
                           f"{_JUDGE_HELP}.") from None
-    return engine_for(policy)

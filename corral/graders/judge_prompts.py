@@ -5,13 +5,20 @@ Templates are plain text with `{question}`, `{answer}` (pointwise, critique), `{
 same names. Each template ends by naming the one verdict format its parser accepts, because a
 small judge follows a format it was just shown far more often than one it must guess.
 
+The parsers of OpenAI's grader JSON (`score_model`, `label_model`) live here too:
+`parse_score` and `parse_label` read the looser reply forms that format allows (a bare
+number, JSON `{"result": ...}`, a fenced block).
+
 Parsers are strict on purpose: a reply that holds no verdict, or two different ones, is
 *unparsed* — counted and retried — never read as 0 or as the first letter that happens to
 appear ("A" is also an article).
 """
 from __future__ import annotations
 
+import json
 import re
+
+from corral.graders.spec import _is_number
 
 # The question and the one response a pointwise rubric judges, closing each rubric.
 _QUESTION_AND_RESPONSE = """
@@ -126,6 +133,51 @@ def parse_preference(reply: str) -> tuple[str | None, str]:
     if len(set(marks)) > 1:
         return None, f"the reply gives different verdicts {sorted(set(marks))}"
     return marks[0], ""
+
+
+_FENCE = re.compile(r"^```\w*\s*|\s*```$")
+# "7/10" is not read as 10: a number right after "/" or a digit does not count.
+_NUMBER_AT_END = re.compile(r"(?<![\d/.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\.?\s*$")
+
+
+def _json_result(text: str):
+    """The reply as JSON, or the `result` of a JSON object in it; None when there is none."""
+    candidates = [text] + re.findall(r"\{[^{}]*\}", text)
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            value = value.get("result")
+        if value is not None:
+            return value
+    return None
+
+
+def parse_score(reply: str) -> float | None:
+    """score_model: a number, JSON `{"result": x}` (also inside text or a ``` fence), or a
+    number that ends the reply ("... so the score is 0.8"); None when the reply holds none."""
+    text = _FENCE.sub("", reply.strip())
+    value = _json_result(text)
+    if _is_number(value):
+        return float(value)
+    match = _NUMBER_AT_END.search(text)
+    return float(match.group(1)) if match else None
+
+
+def parse_label(reply: str, labels: list[str]) -> str | None:
+    """label_model: the label the reply names: the whole reply, JSON `{"result": label}`, or
+    the only label that occurs in it as a word (case-insensitive); None when ambiguous or
+    absent."""
+    by_folded = {label.casefold(): label for label in labels}
+    text = _FENCE.sub("", reply.strip())
+    for candidate in (text.strip("\"'`. \n"), _json_result(text)):
+        if isinstance(candidate, str) and candidate.strip().casefold() in by_folded:
+            return by_folded[candidate.strip().casefold()]
+    found = [label for label in labels
+             if re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text, re.IGNORECASE)]
+    return found[0] if len(found) == 1 else None
 
 
 def satisfied(critique: str) -> bool:
