@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -136,6 +136,31 @@ def _new_totals() -> dict:
                        "seconds": 0.0, "metrics": {}}}
 
 
+@dataclass
+class LoopState:
+    """One run of `train`: what it trains, with what, and its running totals. The loop's
+    helpers take this one object (and the step) instead of a dozen positional arguments."""
+    policy: object
+    objective: object
+    source: object  # a BatchSource
+    cfg: TrainConfig
+    store: RunStore
+    params: list  # the trainable parameters, in `names` order (what checkpoints hold)
+    names: list
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    autocast: Callable  # () -> a context manager (mixed precision or nothing)
+    scaler: torch.amp.GradScaler | None
+    max_norm: float
+    total: int  # optimizer steps of the whole run
+    steps_per_epoch: int
+    evaluator: Callable | None = None
+    on_log: Callable | None = None
+    bar: object = None  # the progress bar, once the loop starts
+    totals: dict = field(default_factory=_new_totals)  # checkpointed: tokens, time, windows
+
+
 def _window_metrics(totals: dict, lr: float, epoch: float) -> dict:
     """Means over the steps since the last log (objective metrics first: ours win a clash)."""
     w = totals["window"]
@@ -148,26 +173,28 @@ def _window_metrics(totals: dict, lr: float, epoch: float) -> dict:
     return metrics
 
 
-def _evaluate(evaluator, policy, step: int) -> dict:
+def _evaluate(run: LoopState, step: int) -> dict:
+    policy = run.policy
     policy.model.eval()
     try:
         with torch.no_grad():
-            metrics = evaluator(policy, step) or {}
+            metrics = run.evaluator(policy, step) or {}
     finally:
         policy.model.train()
     return {k if k.startswith("eval/") else f"eval/{k}": v for k, v in metrics.items()}
 
 
-def _backward(policy, objective, micro: list, device, autocast, scaler):
+def _backward(run: LoopState, micro: list):
     """Backpropagate one optimizer step's micro-batches, each as loss_sum / W; returns
     (loss_sum / W as a tensor, {metric: sum / W}, n_tokens)."""
+    objective, scaler = run.objective, run.scaler
     weight = sum(float(objective.weight(b)) for b in micro)
     weight = weight if weight > 0 else 1.0  # nothing to learn from: avoid 0/0
-    loss_sum, metric_sums, n_tokens = torch.zeros((), device=device), {}, 0
+    loss_sum, metric_sums, n_tokens = torch.zeros((), device=run.device), {}, 0
     for batch in micro:
         n_tokens += int(getattr(batch, "n_tokens", 0))
-        with autocast():
-            part, part_metrics = objective(policy, batch.to(device))
+        with run.autocast():
+            part, part_metrics = objective(run.policy, batch.to(run.device))
         scaled = part / weight
         (scaler.scale(scaled) if scaler else scaled).backward()
         loss_sum += part.detach().float()
@@ -190,18 +217,19 @@ def _record(totals: dict, loss: float, norm: float, metrics: dict, n_tokens: int
     totals["tokens"] += n_tokens
 
 
-def _save(store, step, policy, params, names, optimizer, scheduler, scaler, source, totals):
-    state = {"step": step, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(),
+def _save(run: LoopState, step: int) -> None:
+    scaler = run.scaler
+    state = {"step": step, "optimizer": run.optimizer.state_dict(),
+             "scheduler": run.scheduler.state_dict(),
              "scaler": scaler.state_dict() if scaler else None,
-             "rng": _rng_state(), "source": source.state_dict(), "totals": totals}
+             "rng": _rng_state(), "source": run.source.state_dict(), "totals": run.totals}
 
     def writer(d: Path) -> None:
-        policy.save(d / "model")  # so every checkpoint is also a loadable model
-        torch.save({"names": names, "tensors": [p.detach().cpu() for p in params]},
+        run.policy.save(d / "model")  # so every checkpoint is also a loadable model
+        torch.save({"names": run.names, "tensors": [p.detach().cpu() for p in run.params]},
                    d / "trainable.pt")
         torch.save(state, d / "trainer.pt")
-    store.save_checkpoint(step, writer)
+    run.store.save_checkpoint(step, writer)
 
 
 def check_resumable(store, source) -> None:
@@ -214,21 +242,23 @@ def check_resumable(store, source) -> None:
         source.load_state_dict(state["source"])
 
 
-def _restore(store, policy, optimizer, scheduler, scaler, source, load_model_state):
-    """Load the latest checkpoint into the live objects; returns (step, totals)."""
-    latest = store.latest_checkpoint()
+def _restore(run: LoopState, load_model_state) -> int:
+    """Load the latest checkpoint into the live objects and `run.totals`; returns its step."""
+    latest = run.store.latest_checkpoint()
     if latest is None:  # died before its first checkpoint: start over
-        return 0, _new_totals()
+        run.totals = _new_totals()
+        return 0
     step, ckpt = latest
-    (load_model_state or load_trainable_state)(policy, ckpt)
+    (load_model_state or load_trainable_state)(run.policy, ckpt)
     state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    source.load_state_dict(state["source"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state["scaler"]:
+        run.scaler.load_state_dict(state["scaler"])
+    run.source.load_state_dict(state["source"])
     _set_rng_state(state["rng"])
-    return step, state["totals"]
+    run.totals = state["totals"]
+    return step
 
 
 def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evaluator=None,
@@ -242,7 +272,7 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     replaces the default weight restore (`load_trainable_state`) on resume.
     """
     numbers = plan(cfg, source)
-    total, spe, warmup = numbers["total_steps"], numbers["steps_per_epoch"], numbers["warmup_steps"]
+    total, warmup = numbers["total_steps"], numbers["warmup_steps"]
     params, names = trainable_parameters(policy)
     device = torch.device(getattr(policy, "device", None) or params[0].device)
     restore_flags = _seed(cfg)
@@ -250,107 +280,104 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     autocast, scaler = _precision(cfg.mixed_precision, device, params)
-    max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-    start, totals = 0, _new_totals()
+    run = LoopState(policy, objective, source, cfg, store, params, names, device, optimizer,
+                    scheduler, autocast, scaler,
+                    cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"),
+                    total, numbers["steps_per_epoch"], evaluator, on_log)
+    start = 0
     if resume:
-        start, totals = _restore(store, policy, optimizer, scheduler, scaler, source,
-                                 load_model_state)
+        start = _restore(run, load_model_state)
         store.truncate_metrics(after_step=start)  # rows logged after the checkpoint are redone
 
     policy.model.train()
-    bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-               disable=not (cfg.progress and sys.stderr.isatty()))
-    session_start, elapsed_before = time.perf_counter(), totals["elapsed_s"]
-    step_once = partial(_step, policy, objective, source, params, device, autocast, scaler,
-                        optimizer, scheduler, max_norm, store)
-    save = partial(_save, store, policy=policy, params=params, names=names,
-                   optimizer=optimizer, scheduler=scheduler, scaler=scaler, source=source,
-                   totals=totals)
-    log_step = partial(_log_step, cfg, total, spe, totals, evaluator, policy, store, on_log, bar)
+    run.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress and sys.stderr.isatty()))
+    session_start, elapsed_before = time.perf_counter(), run.totals["elapsed_s"]
     stopped, done = "", start
     try:
         for step in range(start + 1, total + 1):  # `step` = optimizer steps done after this one
             try:
-                lr = step_once(step, totals)
+                lr = _step(run, step)
             except BudgetSpent as exc:  # raised while the step gathered its batch: no update
                 stopped = str(exc)
                 break
-            totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
-            log_step(step, lr)
-            bar.update(1)
+            run.totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
+            _log_step(run, step, lr)
+            run.bar.update(1)
             # Saved last, so the RNG state in it is the one the next step starts from.
             if step == total or (cfg.save_every and step % cfg.save_every == 0):
-                save(step)
+                _save(run, step)
             done = step
         if stopped:
-            _stop_cleanly(store, done, stopped, evaluator, policy, totals, lambda: save(done))
+            _stop_cleanly(run, done, stopped)
     finally:
-        bar.close()
+        run.bar.close()
         restore_flags()
     store.save_final(lambda d: policy.save(d))
+    totals = run.totals
     out = {**totals["last"], **totals["eval"], "step": done if stopped else max(start, total),
            "tokens": totals["tokens"], "elapsed_s": totals["elapsed_s"]}
     return {**out, "stopped": stopped} if stopped else out
 
 
-def _log_step(cfg, total, spe, totals, evaluator, policy, store, on_log, bar, step: int,
-              lr: float) -> None:
+def _log_step(run: LoopState, step: int, lr: float) -> None:
     """The step's metrics row (every log_every steps and the last) and, when due, the
     evaluation; rows go to the store and to on_log."""
-    row = {}
-    if step % cfg.log_every == 0 or step == total:
-        row = _window_metrics(totals, lr, epoch=step / spe)
-        bar.set_postfix(loss=f"{row['loss']:.4g}", tok_s=f"{row['tokens_per_s']:.0f}")
-    if evaluator is not None and (step == total or
-                                  (cfg.eval_every and step % cfg.eval_every == 0)):
-        totals["eval"] = _evaluate(evaluator, policy, step)
+    cfg, totals, row = run.cfg, run.totals, {}
+    if step % cfg.log_every == 0 or step == run.total:
+        row = _window_metrics(totals, lr, epoch=step / run.steps_per_epoch)
+        run.bar.set_postfix(loss=f"{row['loss']:.4g}", tok_s=f"{row['tokens_per_s']:.0f}")
+    if run.evaluator is not None and (step == run.total or
+                                      (cfg.eval_every and step % cfg.eval_every == 0)):
+        totals["eval"] = _evaluate(run, step)
         row.update(totals["eval"])
     if row:
-        store.append_metrics(step, row)
-        if on_log is not None:
-            on_log(step, row)
+        run.store.append_metrics(step, row)
+        if run.on_log is not None:
+            run.on_log(step, row)
 
 
-def _stop_cleanly(store, done: int, why: str, evaluator, policy, totals, save) -> None:
+def _stop_cleanly(run: LoopState, done: int, why: str) -> None:
     """A budget ran out mid-run: save the last finished step (resumable with a larger
     budget), record why in the metrics and say so."""
+    store = run.store
     if done > 0 and not store.checkpoint_dir(done).exists():
-        save()
+        _save(run, done)
     row = {"stopped": why}
-    if evaluator is not None and done > 0:
+    if run.evaluator is not None and done > 0:
         try:
-            totals["eval"] = _evaluate(evaluator, policy, done)
-            row.update(totals["eval"])
+            run.totals["eval"] = _evaluate(run, done)
+            row.update(run.totals["eval"])
         except BudgetSpent:  # the dev grading shares the budget: keep the stop, skip the eval
             pass
     store.append_metrics(done, row)
     tqdm.write(f"stopped at step {done}: {why}")
 
 
-def _step(policy, objective, source, params, device, autocast, scaler, optimizer, scheduler,
-          max_norm, store, step: int, totals: dict) -> float:
+def _step(run: LoopState, step: int) -> float:
     """One optimizer step: backward over its micro-batches, clip, check, update, record.
     Returns the learning rate the step used."""
     t0 = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    loss, metrics, n_tokens = _backward(policy, objective, source.micro_batches(step - 1),
-                                        device, autocast, scaler)
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss, metrics, n_tokens = _backward(run, run.source.micro_batches(step - 1))
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, run.max_norm)
     # One device sync per step for the loss, grad norm (the guard needs both) and metrics.
     keys = list(metrics)
     loss, norm, *values = torch.stack([loss, grad_norm.float()] + [
-        torch.as_tensor(metrics[k], dtype=torch.float32, device=device) for k in keys
+        torch.as_tensor(metrics[k], dtype=torch.float32, device=run.device) for k in keys
     ]).tolist()
-    _check_finite(step, loss, norm, scaler, store)
-    lr = scheduler.get_last_lr()[0]
-    _update(optimizer, scheduler, scaler)
-    _record(totals, loss, norm, dict(zip(keys, values)), n_tokens, time.perf_counter() - t0)
+    _check_finite(run, step, loss, norm)
+    lr = run.scheduler.get_last_lr()[0]
+    _update(run)
+    _record(run.totals, loss, norm, dict(zip(keys, values)), n_tokens,
+            time.perf_counter() - t0)
     return lr
 
 
-def _update(optimizer, scheduler, scaler) -> None:
+def _update(run: LoopState) -> None:
+    optimizer, scheduler, scaler = run.optimizer, run.scheduler, run.scaler
     if scaler is None:
         optimizer.step()
         scheduler.step()
@@ -362,11 +389,11 @@ def _update(optimizer, scheduler, scaler) -> None:
         scheduler.step()
 
 
-def _check_finite(step: int, loss: float, norm: float, scaler, store: RunStore) -> None:
+def _check_finite(run: LoopState, step: int, loss: float, norm: float) -> None:
     """Stop before a non-finite update; fp16 overflows are routine and GradScaler skips them."""
-    if math.isfinite(loss) and (math.isfinite(norm) or scaler is not None):
+    if math.isfinite(loss) and (math.isfinite(norm) or run.scaler is not None):
         return
-    latest = store.latest_checkpoint()
+    latest = run.store.latest_checkpoint()
     where = (f"the last good checkpoint is step {latest[0]} in {latest[1]}" if latest else
              "no checkpoint was saved yet (train.save_every keeps some along the way)")
     what = f"loss is {loss}" if not math.isfinite(loss) else f"grad norm is {norm}"
