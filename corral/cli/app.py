@@ -10,127 +10,73 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from corral.cli.options import options
 from corral.core.config import ConfigNote
 from corral.core.errors import CorralError
-from corral.store.runs import run_model_path
 
 
 def cmd_inspect(args) -> None:
-    from corral.core.sections import ModelConfig
-    from corral.data.readers import load_sft_records
-    from corral.data.render import inspect_report
-    from corral.model.policy import load_policy
+    from corral.model.commands import InspectOptions, inspect_data
 
-    records = load_sft_records(args.file)
-    policy = load_policy(ModelConfig(name=run_model_path(args.model), template=args.template),
-                         None, for_training=False, key="--model")
-    print(inspect_report(records, policy.tokenizer, args.mask, args.max_length,
-                         template=args.template or None, n_show=args.show))
+    print(inspect_data(options(InspectOptions, args)).report)
 
 
 def cmd_chat(args) -> None:
-    from corral.cli.chat import chat
+    from corral.cli.chat import run_chat
+    from corral.strategies.chat import ChatOptions
 
-    chat(run_model_path(args.model), prompt=args.prompt, system=args.system,
-         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-         strategy=args.strategy)
+    run_chat(options(ChatOptions, args))
 
 
 def cmd_export(args) -> None:
-    from corral.core.sections import ModelConfig
-    from corral.model.policy import load_policy
-    from corral.model.resolve import unfinished_run_message
-    from corral.store.runs import resolve_run
+    from corral.model.commands import ExportOptions, export_model
 
-    run = resolve_run(args.run, args.root)
-    if run is not None and not (run / "final").is_dir():
-        raise CorralError(unfinished_run_message(run, "export"))
-    if run is None and not Path(args.run).is_dir():
-        raise CorralError(f"no run '{args.run}' under {args.root}/ (and no directory of that "
-                          "name); give a run name, a run directory or a model directory")
-    source = str(run / "final") if run is not None else args.run  # a run, or a model dir
-    out = args.out or str(Path(source).parent / "merged")
-    policy = load_policy(ModelConfig(name=source), None, for_training=False, key="export")
-    if args.merge:
-        policy.export_merged(out)
-    else:
-        policy.save(out)
-    print(f"exported to {out}")
+    print(f"exported to {export_model(options(ExportOptions, args)).path}")
 
 
 def cmd_quickstart(args) -> None:
-    from corral.methods.quickstart import quickstart
+    from corral.methods.quickstart import QuickstartOptions, run_quickstart
 
-    quickstart(root=args.root, steps=args.steps, n_eval=args.n_eval)
-
-
-def _ks(text: str) -> tuple:
-    try:
-        return tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
-    except ValueError:
-        raise CorralError(f"-k takes whole numbers separated by commas, got '{text}'") from None
+    run_quickstart(options(QuickstartOptions, args), log=print)
 
 
 def cmd_eval(args) -> None:
-    if args.strategy or args.plot:
-        from corral.cli.strategies import run_eval_strategies
+    from corral.api.eval import EvalOptions, run_eval
+    from corral.eval.report import format_strategy_table, format_table
 
-        return run_eval_strategies(args)
-    from corral.eval.evaluate import compare_models, format_table
-    from corral.infer.engine import SamplingParams
-    from corral.store.runs import RunStore, new_run_name
-    from corral.tasks import get_task
-
-    if not 0 < args.max_grader_errors <= 1:
-        raise CorralError(f"--max-grader-errors {args.max_grader_errors}: give a share in "
-                          "(0, 1], e.g. 0.5 to stop once half the samples fail to grade")
-    task = get_task(args.task, split=args.split, data=args.data, grader=args.grader,
-                    limit=args.limit, few_shot=args.few_shot, system_prompt=args.system)
-    temperature = args.temperature if args.temperature is not None else \
-        (0.0 if args.n == 1 else 0.8)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature,
-                            top_p=args.top_p, n=args.n, seed=args.seed)
-    ks = _ks(args.k) if args.k else (1,)
-    if any(k > args.n for k in ks):
-        raise CorralError(f"-k {args.k} asks for more samples than -n {args.n}; raise -n")
-    name = args.name or new_run_name("eval")
-
-    def open_store():  # only once the first model has loaded and been graded
-        store = RunStore(args.root, name)
-        store.write_config({"task": args.task, "split": args.split, "models": args.model,
-                            "n": args.n, "k": list(ks), "temperature": temperature,
-                            "limit": args.limit, "data": args.data})
-        return store
-
-    models = [run_model_path(m, args.root) for m in args.model]
-    table = compare_models(models, task, params, ks, store=open_store,
-                           max_grader_errors=args.max_grader_errors)
-    print(f"task {task.name} ({args.split}), {len(task.items)} items, n={args.n}")
-    print(format_table(table))
-    print(f"samples: {Path(args.root) / name}/samples.jsonl")
+    report = run_eval(options(EvalOptions, args))
+    if report.rows:  # inference-time strategies on one model
+        print(f"task {report.task} ({report.split}), {report.n_items} items, "
+              f"model {report.model}")
+        print(format_strategy_table(report.rows))
+    else:
+        print(f"task {report.task} ({report.split}), {report.n_items} items, n={report.n}")
+        print(format_table(report.table))
+    print(f"samples: {report.samples_path}")
+    if report.plot:
+        print(f"plot: {report.plot}")
 
 
 def cmd_lineage(args) -> None:
-    from corral.store.lineage import lineage_tree
+    from corral.store.commands import LineageOptions, lineage
 
-    lines, flags = lineage_tree(args.run, args.root)
-    print("\n".join(lines))
-    if flags:
+    result = lineage(options(LineageOptions, args))
+    print("\n".join(result.lines))
+    if result.flags:
         print("flags:")
-        print("\n".join(f"  ! {f}" for f in dict.fromkeys(flags)))
+        print("\n".join(f"  ! {f}" for f in result.flags))
 
 
 def cmd_split(args) -> None:
-    from corral.data.splits import split_file
+    from corral.data.commands import SplitOptions, split_data
 
-    counts = split_file(args.data, args.dev, args.unseen, args.out or None)
-    print(", ".join(f"{k}: {counts[k]}" for k in ("train", "dev", "unseen")) +
+    result = split_data(options(SplitOptions, args))
+    print(", ".join(f"{k}: {result.counts[k]}" for k in ("train", "dev", "unseen")) +
           " (unseen rows sealed: training refuses them)")
-    if counts.get("duplicates"):
-        print(f"note: {counts['duplicates']} rows repeat an earlier row (e.g. "
-              f"{counts['first_duplicate']}); each copy went to its original's split, so none "
+    if result.duplicates:
+        print(f"note: {result.duplicates} rows repeat an earlier row (e.g. "
+              f"{result.first_duplicate}); each copy went to its original's split, so none "
               "leaks across splits, but they weigh double in training: "
               "`corral curate` removes them")
 
@@ -140,41 +86,15 @@ def cmd_grade(args) -> None:
     sample, answering like OpenAI's graders/run (reward, sub_rewards, metadata)."""
     import json
 
-    from corral.graders.load import grader_errors, load_grader, read_spec
-    from corral.graders.openai import run_grader
-    from corral.graders.spec import SpecGrader
+    from corral.api.eval import GradeOptions, ValidateGraderOptions, grade_sample, validate_grader
 
     if args.grade_command == "validate":
-        errors = grader_errors(args.grader)
-        print(json.dumps({"valid": not errors, "errors": errors}, indent=2))
-        if errors:
+        result = validate_grader(options(ValidateGraderOptions, args))
+        print(json.dumps(result.as_dict(), indent=2))
+        if not result.valid:
             raise SystemExit(1)
         return
-    item = _read_json_arg(args.item, "--item") if args.item else {}
-    if not isinstance(item, dict):
-        raise CorralError(f"--item must be a JSON object (the data row), got {args.item!r}")
-    grader = load_grader(args.grader, root=args.root)
-    if isinstance(grader, SpecGrader):  # OpenAI grader JSON: answer as graders/run does
-        spec = read_spec(args.grader)[0]
-        print(json.dumps(run_grader(spec, item, args.sample), indent=2, default=str))
-        return
-    from corral.graders.base import Sample
-
-    score = grader.grade(item, Sample.of(args.sample))
-    print(json.dumps({"reward": score.value, "passed": score.passed, "answer": score.answer,
-                      "details": score.details}, indent=2, default=str))
-
-
-def _read_json_arg(text: str, what: str):
-    import json
-
-    try:
-        if Path(text).is_file():
-            return json.loads(Path(text).read_text(encoding="utf-8"))
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorralError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                          "pass a .json file or quote the JSON") from None
+    print(json.dumps(grade_sample(options(GradeOptions, args)).reply, indent=2, default=str))
 
 
 def _add_training(sub) -> None:
@@ -275,8 +195,6 @@ def _add_evaluation(sub) -> None:
     p.add_argument("--item", default="", help="the data row as JSON")
     p.add_argument("--sample", default="", help="the model output text")
     p.set_defaults(func=cmd_grade)
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ and after on the dev and unseen splits. A few minutes on 2 CPU cores.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from importlib import resources
 
 from corral.core.config import load_config
@@ -88,3 +89,25 @@ def _table(before: dict, after: dict) -> str:
     lines = [f"\n{'':18}{'before':>10}{'after':>10}"]
     lines += [f"{k:18}{before[k]:10.3f}{after[k]:10.3f}" for k in before]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class QuickstartOptions:
+    """The options of `corral quickstart`."""
+    root: str = "runs"
+    steps: int = 0  # optimizer steps (0 = one epoch)
+    n_eval: int = 50  # held-out problems to grade
+
+
+@dataclass
+class QuickstartResult:
+    before: dict  # dev loss, dev and unseen accuracy before training
+    after: dict  # the same after
+    run: str  # the run folder
+
+
+def run_quickstart(opts: QuickstartOptions, log=None) -> QuickstartResult:
+    """`corral quickstart` as a library call; `log` receives its progress lines."""
+    out = quickstart(root=opts.root, steps=opts.steps, n_eval=opts.n_eval,
+                     log=log or (lambda line: None))
+    return QuickstartResult(out["before"], out["after"], out["run"])

@@ -1,0 +1,105 @@
+"""`corral chat` as a library call: a conversation with a model (a run's final model, a
+directory, a hub id or an endpoint), each reply sampled directly or, with `strategy`, through
+an inference strategy whose compute comes with the reply.
+
+    session = open_chat(ChatOptions(model="smollm2-135m-instruct", strategy="refine:1"))
+    reply = session.reply("What is 2+2?"); reply.text, reply.compute
+    chat(ChatOptions(model="runs/my-run", prompt="Hello")).text       # one prompt
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corral.core.errors import CorralError
+from corral.eval.outcomes import Compute
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    model: str = "smollm2-135m-instruct"
+    prompt: str | None = None  # one prompt (`chat`); an interactive session takes turns
+    system: str = ""
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    strategy: str = ""  # refine:1, majority:5, debate:3x2, best-of-n:4:judge
+    template: str = ""  # chat template (.jinja file or inline) instead of the model's
+    root: str = "runs"  # where runs live
+
+
+@dataclass
+class ChatReply:
+    text: str
+    compute: Compute | None = None  # what a strategy's reply cost (None without one)
+    strategy: str = ""
+
+
+def parse_chat_strategy(opts: ChatOptions):
+    """The strategy of `opts`, parsed before any model loads (a typo costs nothing)."""
+    from corral.strategies.spec import parse_strategy
+
+    strategy = parse_strategy(opts.strategy, max_new_tokens=opts.max_new_tokens,
+                              temperature=opts.temperature or 0.8)
+    if strategy.needs_grader or (strategy.kind == "best-of-n" and
+                                 strategy.scorer_spec != "judge"):
+        raise CorralError(f"--strategy {opts.strategy}: chat has no grader or reference "
+                          "answer; use refine, majority, debate, beam or best-of-n:N:judge")
+    return strategy
+
+
+class ChatSession:
+    """One conversation: `reply(text)` adds the user's turn and the model's answer to the
+    history and returns the answer."""
+
+    def __init__(self, opts: ChatOptions):
+        from corral.infer.engine import SamplingParams
+
+        self.opts = opts
+        self.strategy = parse_chat_strategy(opts) if opts.strategy else None
+        self.generator = _generator(opts)
+        if self.strategy is not None and self.strategy.scorer_spec == "judge":
+            from corral.strategies.judged import JudgeScorer
+
+            self.strategy.scorer = JudgeScorer(self.generator, opts.max_new_tokens)
+        self.params = SamplingParams(max_new_tokens=opts.max_new_tokens,
+                                     temperature=opts.temperature, n=1)
+        self.history = [{"role": "system", "content": opts.system}] if opts.system else []
+
+    def reply(self, text: str) -> ChatReply:
+        from corral.core.records import Item, as_messages
+
+        self.history.append({"role": "user", "content": text})
+        if self.strategy is not None:
+            outcome = self.strategy.run([Item(as_messages(self.history), {}, "chat")],
+                                        self.generator)[0]
+            out = ChatReply(outcome.answer, outcome.compute, self.opts.strategy)
+        else:
+            out = ChatReply(self.generator.chat([self.history], self.params)[0][0].text)
+        self.history.append({"role": "assistant", "content": out.text})
+        return out
+
+
+def _generator(opts: ChatOptions):
+    from corral.infer.generators import Generator, generator_for
+
+    if not opts.template:
+        return generator_for(opts.model, root=opts.root, key="--model")
+    from corral.core.sections import ModelConfig
+    from corral.infer.engine import engine_for
+    from corral.model.policy import load_policy
+    from corral.store.runs import run_model_path
+
+    model = run_model_path(opts.model, opts.root)
+    policy = load_policy(ModelConfig(name=model, template=opts.template), None,
+                         for_training=False, key="--model")
+    return Generator.from_engine(engine_for(policy), model)
+
+
+def open_chat(opts: ChatOptions) -> ChatSession:
+    return ChatSession(opts)
+
+
+def chat(opts: ChatOptions) -> ChatReply:
+    """One prompt, one reply."""
+    if opts.prompt is None:
+        raise CorralError("chat: give a prompt (--prompt), or open a session with open_chat")
+    return open_chat(opts).reply(opts.prompt)
