@@ -213,6 +213,7 @@ def self_instruct(opts: SelfInstructOptions,
     if not opts.seeds or not opts.out:
         raise CorralError("--seeds and --out are needed: the seed tasks (JSONL rows with an "
                           "instruction) and the output .jsonl")
+    _refuse_sealed_seeds(opts.seeds)
     filters = si.Filters(max_rouge=opts.max_rouge, min_words=opts.min_words,
                          max_words=opts.max_words, blocklist=tuple(opts.block or ()))
     params = SamplingParams(temperature=opts.temperature, top_p=opts.top_p,
@@ -224,6 +225,18 @@ def self_instruct(opts: SelfInstructOptions,
                               log=_quiet(log))
     return SynthResult(opts.out, f"{opts.out}.answers.jsonl", str(manifest_path(opts.out)),
                        counts)
+
+
+def _refuse_sealed_seeds(path: str) -> None:
+    """Seed tasks read from a sealed unseen split would leak it through the instructions
+    grown from them (and answered): the one guard, on the seed rows where they came from."""
+    from types import SimpleNamespace
+
+    from corral.data.files import read_rows
+
+    if Path(path).is_file():
+        refuse_sealed_items([SimpleNamespace(source=source) for source, _ in read_rows(path)],
+                            what="instructions grown from them", flag="--seeds")
 
 
 __all__ = ["DistillOptions", "RejectionOptions", "SelfInstructOptions", "SynthResult",
