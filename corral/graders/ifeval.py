@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-import difflib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corral.core.errors import CorralError
+from corral.core.registry import Registry
 from corral.graders import ifeval_checks as checks
 from corral.graders.base import BaseGrader, Sample, Score
 
@@ -165,12 +165,19 @@ def _build_registry(specs: list[Instruction]) -> dict[str, Instruction]:
 INSTRUCTIONS: dict[str, Instruction] = _build_registry(_SPECS)
 
 
+def _lookup() -> Registry:
+    """INSTRUCTIONS behind the plug-in lookup with did-you-mean."""
+    registry = Registry("instruction id")
+    for instruction_id, instruction in INSTRUCTIONS.items():
+        registry.add(instruction_id, instruction)
+    return registry
+
+
+_LOOKUP = _lookup()
+
+
 def get_instruction(instruction_id: str) -> Instruction:
-    if instruction_id in INSTRUCTIONS:
-        return INSTRUCTIONS[instruction_id]
-    close = difflib.get_close_matches(instruction_id, INSTRUCTIONS, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else "see corral.graders.ifeval.INSTRUCTIONS."
-    raise CorralError(f"unknown instruction id {instruction_id!r}: {hint}")
+    return _LOOKUP.get(instruction_id)
 
 
 def sample_instructions(rng: random.Random, k: int, prompt: str | None = None) -> list[dict]:
