@@ -352,3 +352,31 @@ def test_the_command_stops_on_mistakes_before_loading_a_model(tmp_path):
                 "--temperature", "0")
     with pytest.raises(CorralError, match="give a .jsonl path"):
         command("--prompts", "p.jsonl", "--out", "o.txt")
+
+
+# ---------------------------------------------------------------- one critique rule
+CRITIC_REPLIES = ["NO ISSUES", "  no issues. ", "Looks fine.\nNO ISSUES.", "",
+                  "No issues, except the last line", "No issues, but check units",
+                  "There are NO ISSUES with style, but the sum is wrong.", "The sum is wrong."]
+
+
+@pytest.mark.parametrize("reply", CRITIC_REPLIES)
+def test_self_refine_and_sl_cai_agree_on_the_same_critic_reply(tmp_path, reply):
+    """One rule (judge_prompts.satisfied) reads the critic for both: the same reply stops
+    self-refine's item exactly when it stops SL-CAI's row."""
+    from corral.graders.judge_prompts import CRITIQUE_CLOSING, satisfied
+    from corral.strategies.refine import CRITIQUE_PROMPT, SelfRefine, is_satisfied
+
+    policy = Scripted(lambda c: "an answer", "policy")
+    critic = Scripted(lambda c: reply, "critic")
+    refined = SelfRefine(1, critic=critic).run(
+        [Item((Message("user", "question"),), {}, "p:0")], policy)
+    refine_says = refined[0].trace[1]["satisfied"]
+    out = tmp_path / "sl.jsonl"
+    sl_cai(policy, critic, load_constitution(None), rows_of("question"), out, rounds=1,
+           keep_truncated=True, log=lambda m: 0)
+    sl_says = json.loads(out.read_text().splitlines()[0])["provenance"]["satisfied"]
+    assert refine_says == sl_says == is_satisfied(reply) == satisfied(reply)
+    # and both critics were shown the same closing instruction
+    assert CRITIQUE_PROMPT.endswith(CRITIQUE_CLOSING)
+    assert last(critic.seen[-1]).endswith(CRITIQUE_CLOSING)

@@ -32,8 +32,8 @@ import math
 import random
 
 from corral.core.errors import CorralError
-from corral.feedback.judge import Judge
 from corral.feedback.label import distinct_answers
+from corral.graders.judging import Judge
 
 LENGTH_GAP = 1.2  # "different lengths": the longer at least 20 % longer
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from corral.core.errors import CorralError
 from corral.core.io import atomic_write_lines, content_hash, read_jsonl
 from corral.core.records import as_dicts
-from corral.feedback import prompts as P
-from corral.feedback.constitution import CRITIQUE, REVISION
+from corral.feedback.principles import CRITIQUE, REVISION
+from corral.graders import judge_prompts as P
 from corral.infer.engine import SamplingParams
 from corral.store.jobs import GenerationJob, write_manifest
 
@@ -141,7 +141,7 @@ def sl_cai(generator, critic, constitution, rows: list[dict], out, *, rounds: in
 
 def _critique_prompt(s: _Row, principle) -> list[dict]:
     text = P.fill(CRITIQUE, question=P.question_text(s.row["messages"]),
-                  response=s.response, request=principle.critique)
+                  answer=s.response, request=principle.critique)
     return [{"role": "user", "content": text}]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 
 from corral.core.errors import CorralError
-from corral.feedback.judge import Judge
+from corral.graders.judging import Judge
 
 
 def distinct_answers(samples: list[dict], graded: bool = False) -> list[dict]:

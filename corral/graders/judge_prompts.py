@@ -64,8 +64,14 @@ the assistants influence you.
 </response_b>
 {principle}"""
 
-CRITIQUE = """Critique the response to the user's question below. Point out specific \
-problems: mistakes, missing steps, unclear or unnecessary parts.{principle}
+# The one critique: the critic's closing instruction and its one "satisfied" rule (see
+# `satisfied`) are shared by the judge's critique, SL-CAI's critic and self-refine's review.
+SATISFIED = "NO ISSUES"
+CRITIQUE_CLOSING = "List the problems briefly. If there is nothing to improve, reply with " \
+    f"exactly: {SATISFIED}"
+# {request} says what to look for (a principle's critique request, or DEFAULT_CRITIQUE);
+# {principle} is a judge's principle line (fill() writes it), empty otherwise.
+CRITIQUE = """Critique the response to the user's question below. {request}{principle}
 
 <question>
 {question}
@@ -74,7 +80,16 @@ problems: mistakes, missing steps, unclear or unnecessary parts.{principle}
 {answer}
 </response>
 
-List the problems briefly. If there is nothing to improve, reply with exactly: NO ISSUES"""
+""" + CRITIQUE_CLOSING
+DEFAULT_CRITIQUE = "Point out specific problems: mistakes, missing steps, unclear or " \
+    "unnecessary parts."
+
+
+def critique_turn(request: str) -> str:
+    """The critique asked as a follow-up turn of a conversation that already holds the
+    question and the answer (self-refine's review): the request and the same closing."""
+    return f"{request} {CRITIQUE_CLOSING}"
+
 
 RUBRICS = {"additive": (ADDITIVE, 0, 5), "correctness": (CORRECTNESS, 0, 1)}
 
@@ -100,7 +115,6 @@ _BRACKET_NUMBER = re.compile(r"\[\[\s*([-+]?\d+(?:\.\d+)?)\s*\]\]")
 _BRACKET_LABEL = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
 _VERDICT_WORD = re.compile(r"(?:final verdict|verdict|winner|better response)\s*(?:is)?\s*[:=]?"
                            r"\s*\**\s*(?:response\s+)?\b(A|B|tie)\b", re.IGNORECASE)
-SATISFIED = "NO ISSUES"
 
 
 def parse_points(reply: str, low: float, high: float) -> tuple[float | None, str]:
@@ -181,9 +195,13 @@ def parse_label(reply: str, labels: list[str]) -> str | None:
 
 
 def satisfied(critique: str) -> bool:
-    """The critic found nothing to improve: its reply is (or ends with) NO ISSUES."""
-    text = critique.strip().rstrip(".").upper()
-    return text == SATISFIED or text.endswith("\n" + SATISFIED)
+    """THE rule for a critic's reply (self-refine and SL-CAI alike): satisfied when its last
+    non-empty line is NO ISSUES (case, spacing and a final full stop aside). "No issues,
+    except ..." and "There are NO ISSUES with style, but ..." are critiques, not passes."""
+    lines = [line for line in critique.splitlines() if line.strip()]
+    if not lines:
+        return False
+    return " ".join(lines[-1].split()).rstrip(".!").strip().upper() == SATISFIED
 
 
 def question_text(conversation) -> str:

@@ -217,7 +217,7 @@ class Judge:
 
     def critique(self, conversations, answers, principle: str = "") -> list[Verdict]:
         prompts = [P.fill(self.critique_template, question=P.question_text(c), answer=a,
-                          principle=f" {principle}" if principle else "")
+                          request=P.DEFAULT_CRITIQUE, principle=principle)
                    for c, a in zip(conversations, answers)]
         return self._ask("critique", prompts, lambda r: (r.strip() or None,
                                                          "an empty critique"), "")

@@ -6,13 +6,14 @@ being revised, so items that are done stop costing anything."""
 from __future__ import annotations
 
 from corral.graders.base import Sample, check_grader_errors, passed
+from corral.graders.judge_prompts import SATISFIED, critique_turn, satisfied
 from corral.strategies.base import Outcome, Strategy, item_conversation, outcomes_of
 
-SATISFIED = "NO ISSUES"
-CRITIQUE_PROMPT = (
+# The one critique (graders/judge_prompts.py), asked as a follow-up turn: the critic sees the
+# conversation with the answer, so the request is all the turn needs.
+CRITIQUE_PROMPT = critique_turn(
     "Review your answer above for mistakes: wrong facts, wrong arithmetic, steps that do not "
-    "follow, or instructions of the request it does not follow. If it has none, reply with "
-    f"exactly {SATISFIED} and nothing else. Otherwise list each problem on its own line.")
+    "follow, or instructions of the request it does not follow.")
 REVISE_PROMPT = (
     "A reviewer found these problems with your answer:\n{critique}\n\n"
     "Write an improved answer to the original request that fixes them, following the "
@@ -24,15 +25,19 @@ RETRY_PROMPT = (
 
 
 def is_satisfied(critique: str) -> bool:
-    """Strict: the critique is the fixed phrase alone (case, spacing and a final full stop
-    aside). "No issues, except ..." is a critique, not a pass."""
-    text = " ".join(critique.split()).rstrip(".!").strip().upper()
-    return text == SATISFIED
+    """The one rule SL-CAI uses too (`judge_prompts.satisfied`): the critic's last line is
+    NO ISSUES. "No issues, except ..." is a critique, not a pass."""
+    return satisfied(critique)
+
+
+__all__ = ["CRITIQUE_PROMPT", "REVISE_PROMPT", "RETRY_PROMPT", "SATISFIED", "Reflexion",
+           "SelfRefine", "feedback_text", "is_satisfied"]
 
 
 class SelfRefine(Strategy):
     """Generate, then up to `rounds` times: critique (the same generator, or `critic`), stop
-    when the critic replies NO ISSUES, else revise with the critique in the prompt."""
+    when the critic's reply ends with the line NO ISSUES, else revise with the critique in the
+    prompt."""
     kind = "refine"
 
     def __init__(self, rounds: int, critic=None, spec: str = "", **kw):
