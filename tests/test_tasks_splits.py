@@ -113,3 +113,39 @@ def test_file_task_needs_a_grader(tmp_path):
 def _sample(text):
     from corral.graders.base import Sample
     return Sample.of(text)
+
+
+def test_one_prompt_renderer_for_tasks_and_teachers():
+    """Task.conversation and a synthesis teacher render through one PromptProgram: system
+    prompt, few-shot turns, then the item; the program's system prompt replaces an item's."""
+    from corral.core.records import Item, Message
+    from corral.synth.sampling import Teacher
+    from corral.tasks.prompt import PromptProgram
+
+    task = get_task("arithmetic", split="train", few_shot=2, system_prompt="Be brief.", limit=1)
+    item = task.items[0]
+    rendered = task.conversation(item)
+    assert rendered[0] == {"role": "system", "content": "Be brief."}
+    assert [m["role"] for m in rendered] == ["system", "user", "assistant", "user",
+                                             "assistant", "user"]
+    assert rendered == task.prompt.render(item)
+    assert Teacher(task.system_prompt, tuple(task.few_shot)).conversation(
+        [{"role": m.role, "content": m.content} for m in item.messages]) == rendered
+    own = Item((Message("system", "Old."), Message("user", "hi")), {}, "f:1")
+    assert PromptProgram("New.").render(own) == [{"role": "system", "content": "New."},
+                                                 {"role": "user", "content": "hi"}]
+    assert PromptProgram().render(own) == [{"role": "system", "content": "Old."},
+                                           {"role": "user", "content": "hi"}]
+    assert PromptProgram(few_shot=(("q", "a"),)).render(own)[:2] == [
+        {"role": "system", "content": "Old."}, {"role": "user", "content": "q"}]
+
+
+def test_unknown_task_and_select_method_name_the_closest():
+    from corral.curate.select import select
+
+    with pytest.raises(CorralError, match="did you mean 'gsm8k'"):
+        get_task("gsm9k")
+    with pytest.raises(CorralError, match="built-in tasks: arithmetic, gsm8k, ifeval-like, or a"):
+        get_task("zzz")
+    with pytest.raises(CorralError, match="did you mean 'kcenter'"):
+        select([{"text": "a"}], 1, method="kcentre")
