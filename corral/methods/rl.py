@@ -203,9 +203,13 @@ def load_items(cfg: RLConfig):
 
 
 def make_evaluator(cfg: RLConfig, grader, dev, unseen, total_steps: int, template=None):
-    """dev/pass@k every train.eval_every steps; the unseen split once, at the last step."""
-    from corral.eval.evaluate import evaluate
-    from corral.infer.engine import SamplingParams, engine_for
+    """dev/pass@k every train.eval_every steps; the unseen split once, at the last step.
+
+    The scoring is eval's `policy_scorer` (what `task_evaluator` uses) over RL's own items and
+    grader (rl.grader, with its cache and call budget); RL's part is which items when, the
+    rollouts' decode batch, and eval.n > 1 at eval.temperature=0 sampling at rl.temperature."""
+    from corral.eval.evaluate import policy_scorer
+    from corral.infer.engine import SamplingParams
 
     e = cfg.eval
     temperature = e.temperature if e.n == 1 or e.temperature > 0 else cfg.rl.temperature
@@ -213,16 +217,19 @@ def make_evaluator(cfg: RLConfig, grader, dev, unseen, total_steps: int, templat
                             seed=0)
     ks = tuple(int(k) for k in e.k if int(k) <= e.n) or (1,)
 
-    def score(policy, items, split) -> dict:
-        result = evaluate(engine_for(policy, cfg.rl.gen_batch_size), items, grader, params,
-                          ks, template=template)
-        return {f"{split}/{k}": v for k, v in result.metrics.items()
-                if not k.endswith("_stderr") and k not in ("n_items", "n_samples")}
+    def split_scorer(items, split):
+        score = policy_scorer(items, grader, params, ks, template=template,
+                              batch_size=cfg.rl.gen_batch_size)
+        return lambda policy: {f"{split}/{k}": v for k, v in score(policy).items()
+                               if not k.endswith("_stderr") and k not in ("n_items",
+                                                                          "n_samples")}
+    score_dev = split_scorer(dev, "dev") if dev else None
+    score_unseen = split_scorer(unseen, "unseen") if unseen else None
 
     def run(policy, step) -> dict:
-        out = score(policy, dev, "dev") if dev else {}
-        if unseen and step in (0, total_steps):
-            out.update(score(policy, unseen, "unseen"))
+        out = score_dev(policy) if score_dev else {}
+        if score_unseen and step in (0, total_steps):
+            out.update(score_unseen(policy))
         return out
     return run if dev or unseen else None
 
