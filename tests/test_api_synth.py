@@ -262,7 +262,7 @@ def test_lineage_of_a_run_trained_on_pairs_finds_the_manifest(tmp_path, monkeypa
     assert main(["lineage", "dpo1"]) == 0
     out = capsys.readouterr().out
     assert "no manifest" not in out and "synth-pairs" in out
-    assert "generator: local smollm2-135m-instruct" in out
+    assert out.count("generator: local smollm2-135m-instruct") == 1  # named twice, shown once
     assert "dpo1: trained on outputs of its own base model" in out  # found via the manifest
 
 

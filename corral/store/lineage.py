@@ -54,13 +54,17 @@ def _manifest_of(entry: dict) -> dict | None:
 
 
 def _generators(manifest: dict) -> list[dict]:
-    """Every generator identity in a manifest and the manifests it embeds."""
+    """Every generator identity in a manifest and the manifests it embeds, each once (a
+    synthesis file names its generator, and so does the samples job it embeds)."""
     found = [manifest[k] for k in ("generator", "model") if isinstance(manifest.get(k), dict)
              and manifest[k].get("kind")]
     for source in manifest.get("sources") or []:
         if isinstance(source, dict):
             found += _generators(source)
-    return found
+    unique: dict[str, dict] = {}
+    for g in found:
+        unique.setdefault(json.dumps(g, sort_keys=True, default=str), g)
+    return list(unique.values())
 
 
 def _decontaminated_against(manifest: dict) -> set[str]:
