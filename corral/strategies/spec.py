@@ -11,20 +11,49 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from corral.core.errors import CorralError
+from corral.core.registry import Registry
 from corral.strategies.beam import BeamSearch
 from corral.strategies.debate import Debate
 from corral.strategies.refine import Reflexion, SelfRefine
 from corral.strategies.simple import BestOfN, Greedy, Majority
 
-FORMS = {"greedy": "greedy", "best-of-n": "best-of-n:N[:SCORER]", "majority": "majority:N",
-         "refine": "refine:R", "reflexion": "reflexion:R", "debate": "debate:MxR[:SCORER]",
-         "beam": "beam:BxD[:SCORER]"}
-ACCEPTED = ", ".join(FORMS.values())
-_TAKES_SCORER = {"best-of-n", "debate", "beam"}
 _ONE = re.compile(r"\d+")
 _TWO = re.compile(r"(\d+)x(\d+)")
+
+
+@dataclass(frozen=True)
+class StrategyKind:
+    """A registered strategy: the form users type, whether it takes a SCORER, and how its
+    size argument (`8`, `3x2`) becomes the Strategy (`build(size, scorer, critic, **kw)`)."""
+    form: str
+    build: Callable
+    size: str = ""  # "", "one" (a whole number) or "two" (AxB)
+    takes_scorer: bool = False
+
+
+STRATEGIES = Registry("strategy")
+STRATEGIES.add("greedy", StrategyKind("greedy", lambda size, scorer, critic, **kw: Greedy(**kw)))
+STRATEGIES.add("best-of-n", StrategyKind(
+    "best-of-n:N[:SCORER]", lambda n, scorer, critic, **kw: BestOfN(n, scorer, **kw), "one",
+    True))
+STRATEGIES.add("majority", StrategyKind(
+    "majority:N", lambda n, scorer, critic, **kw: Majority(n, **kw), "one"))
+STRATEGIES.add("refine", StrategyKind(
+    "refine:R", lambda n, scorer, critic, **kw: SelfRefine(n, critic, **kw), "one"))
+STRATEGIES.add("reflexion", StrategyKind(
+    "reflexion:R", lambda n, scorer, critic, **kw: Reflexion(n, **kw), "one"))
+STRATEGIES.add("debate", StrategyKind(
+    "debate:MxR[:SCORER]", lambda ab, scorer, critic, **kw: Debate(*ab, scorer, **kw), "two",
+    True))
+STRATEGIES.add("beam", StrategyKind(
+    "beam:BxD[:SCORER]", lambda ab, scorer, critic, **kw: BeamSearch(*ab, scorer, **kw), "two",
+    True))
+FORMS = {name: kind.form for name, kind in STRATEGIES.items()}
+ACCEPTED = ", ".join(FORMS.values())
 
 
 def split_specs(text: str) -> list[str]:
@@ -47,38 +76,36 @@ def parse_strategy(spec: str, *, scorer=None, critic=None, max_new_tokens: int =
     refine's critiques; the rest set every model call's sampling."""
     kind, _, rest = spec.strip().partition(":")
     arg, _, scorer_spec = rest.partition(":")
-    if kind not in FORMS:
+    if kind not in STRATEGIES:  # the hint names the form to type, which Registry's cannot
         close = difflib.get_close_matches(kind, FORMS, n=1, cutoff=0.5)
         hint = f"did you mean '{FORMS[close[0]]}'?" if close else "no such strategy"
         raise _bad(spec, f"unknown strategy '{kind}'; {hint}")
-    if scorer_spec and kind not in _TAKES_SCORER:
-        raise _bad(spec, f"{kind} takes no scorer (only best-of-n, debate and beam do)")
-    if not arg and kind != "greedy":
-        raise _bad(spec, f"{kind} needs its size, as in {FORMS[kind]}")
+    entry = STRATEGIES.get(kind)
+    if scorer_spec and not entry.takes_scorer:
+        *most, final = [n for n, k in STRATEGIES.items() if k.takes_scorer]
+        takers = f"{', '.join(most)} and {final}"
+        raise _bad(spec, f"{kind} takes no scorer (only {takers} do)")
+    if not arg and entry.size:
+        raise _bad(spec, f"{kind} needs its size, as in {entry.form}")
     kw = {"spec": spec.strip(), "max_new_tokens": max_new_tokens, "temperature": temperature,
           "seed": seed}
-    if kind == "greedy":
+    if not entry.size:
         if rest:
-            raise _bad(spec, "greedy takes no arguments")
-        return Greedy(**kw)
-    if kind in ("debate", "beam"):
+            raise _bad(spec, f"{kind} takes no arguments")
+        size = None
+    elif entry.size == "two":
         match = _TWO.fullmatch(arg)
         if not match or int(match[1]) < 1 or int(match[2]) < 1:
             what = "agents x rounds, e.g. debate:3x2" if kind == "debate" else \
                 "width x depth, e.g. beam:4x3"
             raise _bad(spec, f"{kind} takes {what}, both at least 1")
-        a, b = int(match[1]), int(match[2])
-        strategy = Debate(a, b, scorer, **kw) if kind == "debate" else \
-            BeamSearch(a, b, scorer, **kw)
+        size = (int(match[1]), int(match[2]))
     else:
         if not _ONE.fullmatch(arg) or int(arg) < 1:
             what = "samples" if kind in ("best-of-n", "majority") else "rounds"
             raise _bad(spec, f"{kind} takes a whole number of {what} of at least 1, e.g. "
                        f"{kind}:{8 if what == 'samples' else 2}")
-        n = int(arg)
-        strategy = {"best-of-n": lambda: BestOfN(n, scorer, **kw),
-                    "majority": lambda: Majority(n, **kw),
-                    "refine": lambda: SelfRefine(n, critic, **kw),
-                    "reflexion": lambda: Reflexion(n, **kw)}[kind]()
+        size = int(arg)
+    strategy = entry.build(size, scorer, critic, **kw)
     strategy.scorer_spec = scorer_spec
     return strategy
