@@ -6,75 +6,19 @@ rows (RL-CAI), from a model's own responses and a constitution of principles.
     corral feedback constitutional --mode rl --prompts prompts.jsonl --critic openai:gpt-4o-mini \\
         --constitution my.txt --out data/cai.dpo.jsonl               # compare two responses
 
-The feedback group (cli/feedback.py) calls `add_parser` with its subparsers.
+The feedback group (cli/feedback.py) calls `add_parser` with its subparsers. This module only
+parses: the command is `corral.api.feedback.constitutional`.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from corral.core.errors import CorralError
-
-DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def _rows(args) -> list[dict]:
-    from corral.data.readers import load_items
-    from corral.feedback.constitutional import prompt_rows
-    from corral.tasks import get_task
-
-    if bool(args.task) == bool(args.prompts):
-        raise CorralError("give the prompts with exactly one of --task NAME (a built-in task) "
-                          "or --prompts FILE (rows with 'messages' or 'prompt')")
-    if args.split == "unseen":
-        raise CorralError("--split unseen: training data made from the unseen split would leak "
-                          "it into training; use --split train")
-    if args.limit < 0:
-        raise CorralError(f"--limit {args.limit}: give a positive number of prompts, or 0 for "
-                          "all")
-    path = args.prompts or (args.task if args.task.endswith((".jsonl", ".json", ".parquet"))
-                            else "")
-    if path:
-        items = load_items(path)[:args.limit or None]
-    else:
-        items = get_task(args.task, split=args.split, data=args.data, limit=args.limit).items
-    return prompt_rows(items)
+DEFAULT_MODEL = "smollm2-135m-instruct"  # corral.feedback.commands.DEFAULT_MODEL
 
 
 def cmd_constitutional(args) -> None:
-    from corral.feedback.constitution import load_constitution
-    from corral.feedback.constitutional import rl_cai, sl_cai
-    from corral.feedback.judge import Judge, JudgeCache
-    from corral.infer.engine import SamplingParams
-    from corral.infer.generators import generator_for
+    from corral.api.feedback import ConstitutionalOptions, constitutional
+    from corral.cli.options import options
 
-    if Path(args.out).suffix != ".jsonl":
-        raise CorralError(f"--out {args.out}: give a .jsonl path for the rows")
-    if args.rounds < 1:
-        raise CorralError(f"--rounds {args.rounds}: give at least 1 critique-and-revise round")
-    if args.mode == "rl" and args.temperature <= 0:
-        raise CorralError(f"--temperature {args.temperature:g}: RL-CAI samples two responses "
-                          "to compare, and greedy decoding makes them identical; give a "
-                          "temperature above 0, such as 0.8")
-    constitution = load_constitution(args.constitution)  # a mistake shows before models load
-    rows = _rows(args)
-    policy = generator_for(args.model, root=args.root, batch_size=args.engine_batch,
-                           key="--model")
-    critic = policy if args.critic in ("", args.model) else generator_for(
-        args.critic, root=args.root, batch_size=args.engine_batch, key="--critic")
-    params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                            seed=args.seed)
-    critic_tokens = args.critic_max_new_tokens or args.max_new_tokens
-    if args.mode == "sl":
-        critic_params = SamplingParams(temperature=0.0, max_new_tokens=critic_tokens)
-        sl_cai(policy, critic, constitution, rows, args.out, rounds=args.rounds, params=params,
-               critic_params=critic_params, seed=args.seed, batch_size=args.batch_size,
-               retry_failed=args.retry_failed, keep_truncated=args.keep_truncated)
-        return
-    judge = Judge(critic, reasoning=not args.no_judge_reasoning, max_new_tokens=critic_tokens,
-                  cache=JudgeCache(f"{args.out}.judge.jsonl"))
-    rl_cai(policy, judge, constitution, rows, args.out, params=params, seed=args.seed,
-           batch_size=args.batch_size, retry_failed=args.retry_failed,
-           keep_truncated=args.keep_truncated)
+    constitutional(options(ConstitutionalOptions, args), log=print)
 
 
 def add_parser(subparsers):
