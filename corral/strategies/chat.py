@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from corral.core.errors import CorralError
 from corral.eval.outcomes import Compute
+from corral.tasks.prompt import PromptProgram
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,24 @@ class ChatSession:
             self.strategy.scorer = JudgeScorer(self.generator, opts.max_new_tokens)
         self.params = SamplingParams(max_new_tokens=opts.max_new_tokens,
                                      temperature=opts.temperature, n=1)
-        self.history = [{"role": "system", "content": opts.system}] if opts.system else []
+        self.program = PromptProgram(system_prompt=opts.system)  # the one prompt renderer
+        self.history: list[dict] = []  # the user's and the model's turns
+
+    @property
+    def conversation(self) -> list[dict]:
+        """What the model sees: the system prompt, then the turns so far."""
+        return self.program.render(self.history)
 
     def reply(self, text: str) -> ChatReply:
         from corral.core.records import Item, as_messages
 
         self.history.append({"role": "user", "content": text})
         if self.strategy is not None:
-            outcome = self.strategy.run([Item(as_messages(self.history), {}, "chat")],
+            outcome = self.strategy.run([Item(as_messages(self.conversation), {}, "chat")],
                                         self.generator)[0]
             out = ChatReply(outcome.answer, outcome.compute, self.opts.strategy)
         else:
-            out = ChatReply(self.generator.chat([self.history], self.params)[0][0].text)
+            out = ChatReply(self.generator.chat([self.conversation], self.params)[0][0].text)
         self.history.append({"role": "assistant", "content": out.text})
         return out
 
