@@ -34,9 +34,16 @@ def opt(default, meaning: str = "", inline_json: bool = False):
     return field(default=default, metadata={"help": meaning, "inline_json": inline_json})
 
 
+def closest(word, options, cutoff: float = 0.6) -> str | None:
+    """The one did-you-mean matching rule: the option most like `word`, or None. Callers keep
+    their own wording (a registry lists every valid name, a run folder lists ten)."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, options, noun: str = "keys") -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid {noun}: {', '.join(options)}"
+    close = closest(word, options)
+    return f"; did you mean '{close}'?" if close else f"; valid {noun}: {', '.join(options)}"
 
 
 def check_choice(key: str, value, choices) -> None:

@@ -4,7 +4,6 @@ Standard library only; `math-verify` and `jsonschema` are imported lazily when p
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 import math
@@ -14,6 +13,7 @@ import unicodedata
 from decimal import Decimal
 from fractions import Fraction
 
+from corral.core.config import closest
 from corral.core.errors import CorralError
 from corral.graders.base import BaseGrader, Sample, Score
 from corral.graders.ifeval import IFEvalGrader
@@ -371,8 +371,8 @@ RULE_GRADERS: dict[str, type[BaseGrader]] = {
 def make_rule_grader(name: str, **kwargs) -> BaseGrader:
     """Build a rule grader by registry name, e.g. make_rule_grader("regex", pattern="^A")."""
     if name not in RULE_GRADERS:
-        close = difflib.get_close_matches(name, RULE_GRADERS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"choose from {sorted(RULE_GRADERS)}."
+        close = closest(name, RULE_GRADERS)
+        hint = f"did you mean {close!r}?" if close else f"choose from {sorted(RULE_GRADERS)}."
         raise CorralError(f"unknown rule grader {name!r}: {hint}")
     cls = RULE_GRADERS[name]
     accepted = list(inspect.signature(cls).parameters)

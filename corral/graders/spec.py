@@ -2,12 +2,12 @@
 the `SpecGrader` base every grader type builds on, and small helpers."""
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
 from collections.abc import Callable
 
+from corral.core.config import closest
 from corral.graders.base import BaseGrader, Sample, Score
 
 # judge(messages, sampling_params) -> reply text: the local generation engine or http_judge().
@@ -93,8 +93,8 @@ def render(template: str, item: dict, sample: Sample) -> str:
 
 # ---------------------------------------------------------------- shared machinery
 def _did_you_mean(word, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _is_number(value) -> bool:

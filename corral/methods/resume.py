@@ -4,11 +4,10 @@ changed hyper-parameter or data file (by content hash) is refused unless the use
 `resumes.jsonl`. A run that does not exist is an error, not a fresh start."""
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 
-from corral.core.config import read_yaml, to_dict
+from corral.core.config import closest, read_yaml, to_dict
 from corral.core.errors import CorralError
 from corral.store.runs import data_entry
 
@@ -27,8 +26,8 @@ def find_run(name: str, root: str = "runs") -> Path:
             return run
     runs = sorted(p.name for p in Path(root).iterdir()
                   if (p / "config.yaml").is_file()) if Path(root).is_dir() else []
-    close = difflib.get_close_matches(name, runs, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else \
+    close = closest(name, runs)
+    hint = f"did you mean '{close}'?" if close else \
         (f"runs there: {', '.join(runs[:10])}" if runs else "there are no runs there")
     raise CorralError(f"no run '{name}' under {root}/ to resume ({hint}); check the name, or "
                       "drop --resume to start a new run")

@@ -3,7 +3,6 @@ to a directory `from_pretrained` loads; GGUF files are converted once, atomicall
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import importlib.metadata
 import json
@@ -14,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from corral.core.config import closest
 from corral.core.errors import CorralError
 from corral.core.io import corral_home
 
@@ -57,10 +57,10 @@ def _hub_id(name: str, revision: str, key: str, runs: Path) -> str:
         raise CorralError(unfinished_run_message(run, key))
     known = sorted(EMBEDDED) + (sorted(p.name for p in runs.iterdir() if p.is_dir())
                                 if runs.is_dir() else [])
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    close = closest(name, known, cutoff=0.75)  # stricter: an unknown name may be a hub id
     if close and "/" not in name:
         raise CorralError(f"{key} {name!r} is neither a run under {runs}/ nor a local model; "
-                          f"did you mean '{close[0]}'? (a hub id looks like org/name)")
+                          f"did you mean '{close}'? (a hub id looks like org/name)")
     if os.environ.get("HF_HUB_OFFLINE") or _hub_cached(name, revision) or _hub_reachable():
         return name  # downloaded (with `revision`) or read from the cache by from_pretrained
     raise CorralError(f"{key} {name!r} is not a local path, a run under {runs}/ or one of "

@@ -6,9 +6,9 @@
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
+from corral.core.config import closest
 from corral.core.errors import CorralError
 from corral.core.records import Chat, Item, Message, as_messages
 from corral.core.registry import Registry
@@ -78,8 +78,8 @@ MAX_FEW_SHOT = 64  # more worked examples than this do not fit a small model's c
 def _check_options(name: str, split: str, limit: int, few_shot: int, is_file: bool) -> None:
     splits = FILE_SPLITS if is_file else SPLITS[name]
     if split not in splits:
-        close = difflib.get_close_matches(split, splits, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        close = closest(split, splits)
+        hint = f"; did you mean '{close}'?" if close else ""
         what = "a task file is labelled" if is_file else f"task '{name}' has splits"
         raise CorralError(f"--split '{split}': {what} {', '.join(splits)}{hint}")
     if limit < 0:
