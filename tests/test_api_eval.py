@@ -251,3 +251,14 @@ def test_lineage_cli_and_library_say_the_same(tmp_path, monkeypatch, capsys):
     assert main(["lineage", "r1"]) == 0
     result = lineage(LineageOptions("r1"))
     assert capsys.readouterr().out.splitlines()[:len(result.lines)] == result.lines
+
+
+def test_a_chat_session_renders_the_system_prompt_once(tiny):
+    from corral.strategies.chat import open_chat
+
+    session = open_chat(ChatOptions(model=tiny, system="Be brief.", max_new_tokens=2))
+    first = session.reply("hi")
+    session.reply("again")
+    roles = [m["role"] for m in session.conversation]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert session.conversation[0]["content"] == "Be brief." and first.compute is None

@@ -65,3 +65,36 @@ def test_training_evaluator_numbers_match_sampling_through_the_engine(tmp_path):
                   for it, gs in zip(items, gens)]
         want = M.summarize(scores, sorted({1, n}))
         assert got == {f"dev/{k}": v for k, v in want.items() if not k.endswith("_stderr")}
+
+
+def test_one_path_for_plain_sampling_and_strategies():
+    """A strategy goes through evaluate like plain sampling: greedy answers graded the same,
+    with compute per item; an Engine-like object and a Generator give the same numbers."""
+    from corral.infer.engine import Generation
+    from corral.infer.generators import Generator
+    from corral.infer.remote import Usage
+    from corral.strategies import parse_strategy
+
+    class Echo(Generator):
+        name, usage = "echo", Usage()
+
+        def identity(self):
+            return {"kind": "fake"}
+
+        def chat(self, conversations, params=None, *, return_errors=False):
+            self.usage.completion_tokens += len(conversations) * params.n
+            return [[Generation(c[-1]["content"][-1], [7], [0.0], "eos", i, k)
+                     for k in range(params.n)] for i, c in enumerate(conversations)]
+
+    items = [Item(messages=(Message("user", f"q{a}"),), fields={"answer": "1"}, source=str(a))
+             for a in (1, 2, 1)]
+    plain = evaluate(Echo(), items, Exact(), SamplingParams(temperature=0.0))
+    greedy = evaluate(Echo(), items, Exact(), strategy=parse_strategy("greedy"))
+    assert plain.metrics["mean"] == greedy.metrics["mean"] == 2 / 3
+    assert plain.metrics["pass@1"] == greedy.metrics["pass@1"]
+    assert [r["output"] for r in plain.samples] == [r["output"] for r in greedy.samples]
+    assert set(plain.samples[0]) >= {"sample", "finish_reason"}
+    assert set(greedy.samples[0]) >= {"compute", "trace"}
+    assert greedy.compute.calls == 3 and greedy.compute.completion_tokens == 3
+    row = greedy.summary_row("greedy")
+    assert row["score"] == 2 / 3 and row["calls"] == 1.0
