@@ -119,7 +119,8 @@ def evaluate(generator, items, grader, params: SamplingParams | None = None, ks=
         raise CorralError("evaluate: no items to evaluate; check the task, split and --limit")
     if strategy is None:
         strategy = Sampling(params or SamplingParams(temperature=0.0))
-    outcomes = strategy.run(items, as_generator(generator, template), grader)
+    outcomes = [_outcome(o) for o in strategy.run(items, as_generator(generator, template),
+                                                   grader)]
     texts = [[g.text for g in o.samples] if o.samples else [o.answer] for o in outcomes]
     pairs = [(item.grader_item(), Sample.of(t)) for item, ts in zip(items, texts) for t in ts]
     scores = grader.grade_batch(pairs) if pairs else []
@@ -138,6 +139,14 @@ def evaluate(generator, items, grader, params: SamplingParams | None = None, ks=
     if choice_scores is not None:
         summary.update(_best_of_n(per_item, choice_scores))
     return EvalResult(metrics=summary, samples=rows, outcomes=outcomes, scores=list(scores))
+
+
+def _outcome(o) -> Outcome:
+    """A strategy's outcome as an Outcome (a duck-typed one needs only `answer`)."""
+    if isinstance(o, Outcome):
+        return o
+    return Outcome(o.answer, getattr(o, "compute", None) or Compute(),
+                   list(getattr(o, "trace", None) or []), list(getattr(o, "samples", None) or []))
 
 
 def _rows(item, outcome, scores) -> list[dict]:
