@@ -272,3 +272,33 @@ def test_old_judge_variables_still_work_with_a_note(monkeypatch):
     with pytest.warns(ConfigNote, match="CORRAL_JUDGE_MODEL=URL#MODEL"):
         judge = default_judge()
     assert judge.name == "http://127.0.0.1:9/v1#m"  # nothing is asked until the first grading
+
+
+def test_a_generator_is_a_judge_and_hears_developer_as_system():
+    from corral.infer.engine import Generation
+    from corral.infer.generators import Generator
+    from corral.infer.remote import Usage
+
+    class Fixed(Generator):
+        name, seen = "fixed", []
+
+        def __init__(self):
+            self.usage = Usage()
+
+        def identity(self):
+            return {"kind": "fixed"}
+
+        def chat(self, conversations, params=None, *, return_errors=False):
+            self.seen.append((conversations, params))
+            return [[Generation('{"result": 0.75}', [], [], "stop", i, 0)]
+                    for i, _ in enumerate(conversations)]
+
+    gen = Fixed()
+    spec = dict(SCORE_SPEC, input=[{"role": "developer", "content": "Be strict."},
+                                   *SCORE_SPEC["input"]],
+                sampling_params={"temperature": 0, "max_completions_tokens": 9})
+    scores = load_grader(spec, judge=gen).grade_batch([({"q": "Q"}, Sample.of(a))
+                                                       for a in ("x", "y", "z")])
+    assert [s.value for s in scores] == [0.75] * 3 and len(gen.seen) == 1  # one chat call
+    conversations, params = gen.seen[0]
+    assert conversations[0][0]["role"] == "system" and params.max_new_tokens == 9

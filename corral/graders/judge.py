@@ -118,6 +118,8 @@ class _JudgeGrader(SpecGrader):
                 scores[k] = self._fail(exc.kind, str(exc))
         if not messages:
             return scores
+        if not isinstance(self.asker.generator, (_CallableGenerator, EndpointGenerator)):
+            messages = _system_for_developer(messages)  # a chat template knows "system"
         try:
             verdicts = self.asker.ask(messages, self._parse, judge_params(self._params()),
                                       kind=self.type)
@@ -258,8 +260,7 @@ class GeneratorJudge:
     def batch(self, conversations: list[list[dict]], sampling_params: dict) -> list:
         generator = self.generator
         if not isinstance(generator, EndpointGenerator):  # a chat template knows "system"
-            conversations = [[{**m, "role": "system" if m["role"] == "developer" else m["role"]}
-                              for m in messages] for messages in conversations]
+            conversations = _system_for_developer(conversations)
         results = generator.chat(conversations,
                                  judge_params(sampling_params, self.max_new_tokens),
                                  return_errors=True)
@@ -270,6 +271,11 @@ class GeneratorJudge:
         if isinstance(reply, Exception):
             raise JudgeError("model_grader_server_error", str(reply))
         return reply
+
+
+def _system_for_developer(conversations: list[list[dict]]) -> list[list[dict]]:
+    return [[{**m, "role": "system" if m["role"] == "developer" else m["role"]}
+             for m in messages] for messages in conversations]
 
 
 class _CallableGenerator(Generator):
