@@ -1,4 +1,5 @@
-"""The `corral` command: parses arguments and wires library objects, nothing more.
+"""The `corral` command: parses arguments into each command's typed options, calls its one
+library function (corral.api) and prints the result, nothing more.
 
     corral sft config.yaml train.lr=2e-5 lora.r=16
     corral data inspect data.jsonl --model smollm2-135m-instruct
