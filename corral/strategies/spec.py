@@ -9,11 +9,11 @@ since loading a reward model is not this layer's business: `parse_strategy` keep
 `strategy.scorer_spec` and takes a ready Scorer through `scorers`."""
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from corral.core.config import closest
 from corral.core.errors import CorralError
 from corral.core.registry import Registry
 from corral.strategies.beam import BeamSearch
@@ -77,8 +77,8 @@ def parse_strategy(spec: str, *, scorer=None, critic=None, max_new_tokens: int =
     kind, _, rest = spec.strip().partition(":")
     arg, _, scorer_spec = rest.partition(":")
     if kind not in STRATEGIES:  # the hint names the form to type, which Registry's cannot
-        close = difflib.get_close_matches(kind, FORMS, n=1, cutoff=0.5)
-        hint = f"did you mean '{FORMS[close[0]]}'?" if close else "no such strategy"
+        close = closest(kind, STRATEGIES.names(), cutoff=0.5)
+        hint = f"did you mean '{FORMS[close]}'?" if close else "no such strategy"
         raise _bad(spec, f"unknown strategy '{kind}'; {hint}")
     entry = STRATEGIES.get(kind)
     if scorer_spec and not entry.takes_scorer:
