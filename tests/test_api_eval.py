@@ -231,7 +231,7 @@ def test_inspect_export_and_chat_as_library_calls(tiny, tmp_path, capsys):
         InspectOptions(str(data), model=tiny)).report.strip()
     assert main(["export", tiny, "--out", "cli"]) == 0
     assert export_model(ExportOptions(tiny, out="lib")).path == "lib"
-    assert set(contents(tmp_path / "cli")) == set(contents(tmp_path / "lib"))
+    same_files(tmp_path / "cli", tmp_path / "lib")
     capsys.readouterr()
     assert main(["chat", "--model", tiny, "--prompt", "hello", "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.strip() == chat(
