@@ -99,10 +99,10 @@ def cmd_grade(args) -> None:
 
 
 def _add_training(sub) -> None:
-    from corral.cli import curate, feedback, synth, synthesize, train
+    from corral.cli import curate, feedback, pairs, synthesize, train
 
     train.register(sub)
-    synth.register(sub)
+    pairs.register(sub)
     synthesize.register(sub)
     curate.register(sub)
     feedback.register(sub)

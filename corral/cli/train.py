@@ -4,72 +4,16 @@ the method's config dataclasses."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from corral.core.errors import CorralError
-
-
-def config_and_overrides(args) -> tuple:
-    """`corral CMD [config.yaml] [key=value ...] [--resume RUN] [--allow-change KEY]`: the
-    file is optional; --resume RUN becomes run.name/run.root of RUN and run.resume=true."""
-    path, overrides = args.config, list(args.overrides)
-    if path and "=" in path and not Path(path).exists():
-        path, overrides = None, [path, *overrides]
-    if getattr(args, "resume", None):
-        run = _resume_target(args.resume, path, overrides)
-        overrides += [f"run.root={run.parent}", f"run.name={run.name}", "run.resume=true"]
-    if getattr(args, "allow_change", None):
-        overrides.append(f"run.allow_change=[{','.join(args.allow_change)}]")
-    return path, overrides
-
-
-def _resume_target(name: str, path, overrides) -> Path:
-    """The run --resume names: under run.root (from the overrides or the file) or a run dir."""
-    from corral.core.config import read_yaml
-    from corral.methods.resume import find_run
-
-    root = next((o.partition("=")[2] for o in reversed(overrides)
-                 if o.startswith("run.root=")), None)
-    if root is None:
-        root = str((read_yaml(path).get("run") or {}).get("root", "runs")) if path else "runs"
-    return find_run(name, root)
-
-
-def load_method_config(method, args):
-    """The method's config: defaults <- its forced keys <- the resumed run's saved config <-
-    file <- overrides; a file or override contradicting a forced key (corral simpo with
-    dpo.loss=ipo) is an error."""
-    from corral.core.config import load_config
-    from corral.methods.resume import saved_config
-
-    path, overrides = config_and_overrides(args)
-    base = saved_config(_resume_target(args.resume, path, overrides)) \
-        if getattr(args, "resume", None) else None
-    cfg = load_config(method.config, path, [*method.forced, *overrides], base=base)
-    for forced in method.forced:
-        key, _, value = forced.partition("=")
-        section, _, name = key.partition(".")
-        got = getattr(getattr(cfg, section), name)
-        if str(got) != value:
-            raise CorralError(f"corral {method.name} trains {forced}, but the config asks for "
-                              f"{key}={got}; {_instead(method, key, got)}")
-    return cfg
-
-
-def _instead(method, key: str, value) -> str:
-    from corral.methods import registry
-
-    general = [m.name for _, m in registry().items() if m.config is method.config and not m.forced]
-    return f"use corral {general[0]} {key}={value}" if general else f"drop {key}"
+from corral.cli.options import options
 
 
 def cmd_train(args) -> None:
-    from corral.methods import registry
-    from corral.methods.runner import run
+    from corral.methods.commands import TrainOptions, train
 
-    method = registry().get(args.command)
-    store = run(method, load_method_config(method, args))
-    print(f"done: {store.path}/final")
+    result = train(options(TrainOptions, args, overrides=tuple(args.overrides),
+                           allow_change=tuple(args.allow_change)))
+    print(f"done: {result.run_dir}/final")
 
 
 def register(subparsers) -> None:
