@@ -134,7 +134,9 @@ class _ChatHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append((self.path, self.headers.get("Authorization"), body))
         status = 500 if body["model"] == "broken" else 200
-        reply = json.dumps({"choices": [{"message": {"content": "0.9"}}]}).encode()
+        message = {"content": None, "refusal": "I can't grade that."} \
+            if body["model"] == "refuser" else {"content": "0.9"}
+        reply = json.dumps({"choices": [{"message": message}]}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))
@@ -168,6 +170,11 @@ def test_http_judge_against_local_server(monkeypatch):
         broken = load_grader(SCORE_SPEC, judge=http_judge(base, None, "broken"))
         score = broken.grade({"q": "Q"}, Sample.of("a"))
         assert score.value == 0.0 and "HTTP 500" in score.details["error"]
+        refused = load_grader(SCORE_SPEC, judge=http_judge(base, None, "refuser"))
+        score = refused.grade({"q": "Q"}, Sample.of("a"))  # an answer: scored 0, not retried
+        assert score.value == 0.0 and "can't grade" in score.details["error"]
+        assert score.details["error_kind"] == "model_grader_refusal_error"
+        assert sum(b["model"] == "refuser" for _, _, b in _ChatHandler.seen) == 1
     finally:
         server.shutdown()
         server.server_close()

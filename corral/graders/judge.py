@@ -75,6 +75,10 @@ def _message_errors(messages, path: str) -> list[str]:
     return errors
 
 
+# A failed judge call's kind (infer/remote's RequestError.kind) as OpenAI's grader error.
+_ERROR_KIND = {"refusal": "model_grader_refusal_error", "server_error": "model_grader_server_error"}
+
+
 class _JudgeGrader(SpecGrader):
     """A grader that asks a judge model (see the module docstring for what `judge` may be)."""
 
@@ -133,7 +137,9 @@ class _JudgeGrader(SpecGrader):
             if verdicts is None:
                 scores[k] = failed
             elif verdicts[n].error.startswith("the judge failed"):
-                scores[k] = self._fail(verdicts[n].failure or "model_grader_server_error",
+                scores[k] = self._fail(_ERROR_KIND.get(verdicts[n].failure,
+                                                       verdicts[n].failure
+                                                       or "model_grader_server_error"),
                                        verdicts[n].error)
             else:
                 scores[k] = self._score(verdicts[n].reply)

@@ -44,6 +44,15 @@ class RequestError(Exception):
     """One request failed for good (HTTP 400, a malformed reply, retries used up). The other
     requests go on; a generation job records the message against the row."""
 
+    kind = "server_error"
+
+
+class Refused(RequestError):
+    """The model refused (the reply's message carries `refusal`): an answer, not a fault, so
+    it is not retried; graders score it as OpenAI's model_grader_refusal_error."""
+
+    kind = "refusal"
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -270,12 +279,17 @@ class ChatClient:
             choices = reply["choices"]
             if not isinstance(choices, list) or not choices:
                 raise ValueError("no choices")
+            refusal = next((c["message"]["refusal"] for c in choices
+                            if isinstance(c.get("message"), dict) and c["message"].get("refusal")),
+                           None)
             out = [(c["message"].get("content") or "",
                     "length" if c.get("finish_reason") == "length" else "stop")
                    for c in choices]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RequestError(f"{self.url} sent a malformed reply ({exc!r}): "
                                f"{raw[:200]!r}") from None
+        if refusal:
+            raise Refused(f"the model refused: {str(refusal)[:300]}")
         usage = reply.get("usage") or {}
         self._count(prompt_tokens=_int(usage.get("prompt_tokens")),
                     completion_tokens=_int(usage.get("completion_tokens")))
