@@ -84,6 +84,14 @@ class RestEMResult:
     record: str
 
 
+def _check(opts) -> None:
+    if not opts.task or not opts.out:
+        raise CorralError("--task and --out are needed: the task to sample and the .jsonl "
+                          "path whose stem names each round's data")
+    if opts.rounds < 1:
+        raise CorralError(f"--rounds {opts.rounds}: run at least 1 round")
+
+
 def run(opts, log=None) -> RestEMResult:
     """`corral synth rejection --rounds K`: sample from the latest student (a resumable job
     per round, OUT-stem.roundR.jsonl), keep what passes, SFT (runs PREFIX-roundR; a trained
@@ -105,11 +113,7 @@ def run(opts, log=None) -> RestEMResult:
     from corral.tasks import get_task
 
     log = log or (lambda _: None)
-    if not opts.task or not opts.out:
-        raise CorralError("--task and --out are needed: the task to sample and the .jsonl "
-                          "path whose stem names each round's data")
-    if opts.rounds < 1:
-        raise CorralError(f"--rounds {opts.rounds}: run at least 1 round")
+    _check(opts)
     task = load_task(opts, "rejection")
     grader = load_grader(opts.grader, root=opts.root) if opts.grader else task.grader
     recipe, params = recipe_of(opts, "rejection", task), sampling_params(opts)

@@ -174,13 +174,12 @@ def _window_metrics(totals: dict, lr: float, epoch: float) -> dict:
 
 
 def _evaluate(run: LoopState, step: int) -> dict:
-    policy = run.policy
-    policy.model.eval()
+    run.policy.model.eval()
     try:
         with torch.no_grad():
-            metrics = run.evaluator(policy, step) or {}
+            metrics = run.evaluator(run.policy, step) or {}
     finally:
-        policy.model.train()
+        run.policy.model.train()
     return {k if k.startswith("eval/") else f"eval/{k}": v for k, v in metrics.items()}
 
 
