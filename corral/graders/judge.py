@@ -24,9 +24,9 @@ from corral.core.config import ConfigNote
 from corral.core.errors import CorralError
 from corral.graders.base import Score
 from corral.graders.judge_prompts import parse_label, parse_score
-from corral.graders.judging import Judge as _Judge
+from corral.graders.judging import Judge
 from corral.graders.spec import (
-    Judge,
+    JudgeFn,
     SpecGrader,
     _is_number,
     _threshold_errors,
@@ -38,9 +38,9 @@ from corral.infer.engine import Generation, SamplingParams
 from corral.infer.generators import EndpointGenerator, Generator
 from corral.infer.remote import ChatClient, Endpoint, Usage, is_endpoint_spec
 
-__all__ = ["DEFAULT_JUDGE_MODEL", "GeneratorJudge", "Judge", "JudgeError", "LabelModelGrader",
-           "ScoreModelGrader", "default_judge", "http_judge", "judge_params", "local_judge",
-           "parse_label", "parse_score"]
+__all__ = ["DEFAULT_JUDGE_MODEL", "GeneratorJudge", "Judge", "JudgeError", "JudgeFn",
+           "LabelModelGrader", "ScoreModelGrader", "default_judge", "http_judge", "judge_params",
+           "local_judge", "parse_label", "parse_score"]
 
 GRADER_BATCH = 1024  # samples per chat call: a grade_batch is one call, as before
 
@@ -238,14 +238,14 @@ def judge_params(sampling_params: dict, max_new_tokens: int = 512) -> SamplingPa
                           seed=None if seed is None else int(seed))
 
 
-def as_judge(judge, sampling_params: dict | None = None) -> _Judge:
+def as_judge(judge, sampling_params: dict | None = None) -> Judge:
     """The one Judge that a grader asks through, from whatever it was given: a Judge as it
     is, a Generator, or an older callable judge (its raw sampling_params passed on)."""
-    if isinstance(judge, _Judge):
+    if isinstance(judge, Judge):
         return judge
     generator = judge if isinstance(judge, Generator) else \
         _CallableGenerator(judge, dict(sampling_params or {}))
-    return _Judge(generator, retries=0, batch_size=GRADER_BATCH)
+    return Judge(generator, retries=0, batch_size=GRADER_BATCH)
 
 
 class GeneratorJudge:

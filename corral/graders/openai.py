@@ -16,6 +16,7 @@ from corral.core.errors import CorralError
 from corral.graders.arith import safe_eval, validate_expr
 from corral.graders.base import Sample, Score
 from corral.graders.judge import (
+    Judge,
     JudgeError,
     LabelModelGrader,
     ScoreModelGrader,
@@ -27,7 +28,7 @@ from corral.graders.sandbox import TIMEOUT, SandboxUnavailable, run_python_grade
 from corral.graders.similarity import METRICS, cosine_batch
 from corral.graders.spec import (
     ERROR_FLAGS,
-    Judge,
+    JudgeFn,
     SpecGrader,
     _did_you_mean,
     _output_json,
@@ -38,7 +39,8 @@ from corral.graders.spec import (
 )
 
 __all__ = [
-    "ERROR_FLAGS", "GRADER_TYPES", "Judge", "JudgeError", "LabelModelGrader", "MultiGrader",
+    "ERROR_FLAGS", "GRADER_TYPES", "Judge", "JudgeError", "JudgeFn", "LabelModelGrader",
+    "MultiGrader",
     "PythonGrader", "ScoreModelGrader", "SpecGrader", "StringCheckGrader", "TextSimilarityGrader",
     "http_judge", "load_openai_grader", "parse_label", "parse_score", "render", "run_grader",
     "template_errors", "validate_grader",
@@ -258,7 +260,7 @@ def validate_grader(spec: dict) -> list[str]:
     return _spec_errors(spec, "grader")
 
 
-def _build(spec: dict, judge: Judge | None) -> SpecGrader:
+def _build(spec: dict, judge: Judge | JudgeFn | None) -> SpecGrader:
     return GRADER_TYPES[spec["type"]](spec, judge)
 
 
@@ -283,7 +285,7 @@ def read_spec_file(source: dict | str | Path) -> tuple[dict, str]:
         raise CorralError(f"{path}: not valid JSON ({exc}); fix the grader file.") from None
 
 
-def load_openai_grader(spec: dict | str | Path, judge: Judge | None = None) -> SpecGrader:
+def load_openai_grader(spec: dict | str | Path, judge: Judge | JudgeFn | None = None) -> SpecGrader:
     """Build a grader from a spec dict or a .json/.yaml file; raise CorralError if it is invalid.
 
     `judge` serves score_model and label_model graders (also inside multi)."""
@@ -304,7 +306,8 @@ def _collect_errors(details: dict, errors: dict) -> None:
         _collect_errors(sub, errors)
 
 
-def run_grader(spec: dict, item: dict, sample_text: str, judge: Judge | None = None) -> dict:
+def run_grader(spec: dict, item: dict, sample_text: str,
+               judge: Judge | JudgeFn | None = None) -> dict:
     """Grade one sample the way OpenAI's `graders/run` answers:
     {"reward", "sub_rewards", "metadata": {"errors", "name", "type", "execution_time"}}."""
     grader = load_openai_grader(spec, judge)

@@ -11,7 +11,9 @@ from corral.core.config import closest
 from corral.graders.base import BaseGrader, Sample, Score
 
 # judge(messages, sampling_params) -> reply text: the local generation engine or http_judge().
-Judge = Callable[[list[dict], dict], str]
+# A judge as a plain callable: (messages, sampling_params) -> reply. The one judge of corral is
+# graders.judging.Judge; a callable of this shape is wrapped into it (graders/judge.as_judge).
+JudgeFn = Callable[[list[dict], dict], str]
 # The flags of metadata.errors in OpenAI's run endpoint; a failed Score names one in error_kind.
 ERROR_FLAGS = (
     "formula_parse_error", "sample_parse_error", "truncated_observation_error",
@@ -108,7 +110,7 @@ class SpecGrader(BaseGrader):
     optional: tuple[str, ...] = ()
     has_pass = False  # whether Score.passed is meaningful for this type
 
-    def __init__(self, spec: dict, judge: Judge | None = None):
+    def __init__(self, spec: dict, judge: JudgeFn | None = None):
         self.spec = spec
         self.name = spec.get("name", self.type)
 
