@@ -166,8 +166,23 @@ def test_connection_errors_are_retried(waits):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     c = client(f"http://127.0.0.1:{port}/v1", max_retries=1, backoff_s=0.01)
+    # retried, then a server that never answered stops the client with the cause
+    with pytest.raises(CorralError, match="could not be reached.*refused.*2 attempts"):
+        c.chat([HI, HI], return_errors=True)
+    assert len(waits) == 1
+    with pytest.raises(CorralError, match="could not be reached"):  # stopped: no new tries
+        c.chat([HI])
+    assert len(waits) == 1
+
+
+def test_a_server_that_answered_then_went_away_fails_only_those_rows(serve, waits):
+    base, server = serve(echo)
+    c = client(base, max_retries=1, backoff_s=0.01)
+    assert c.chat([HI])[0][0].text == "hi:0"
+    server.shutdown()
+    server.server_close()
     [err] = c.chat([HI], return_errors=True)
-    assert isinstance(err, RequestError) and "gave up" in str(err) and len(waits) == 1
+    assert isinstance(err, RequestError) and "gave up after 1 retries" in str(err)
 
 
 def test_bad_key_is_one_error_after_one_request(serve, waits):

@@ -42,4 +42,7 @@ def register(subparsers) -> None:
                    help="sequences a local model decodes at once (prompts x samples)")
     p.add_argument("--out", default="", help="output directory (default pairs-<task>)")
     p.add_argument("--root", default="runs")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="sample again the prompts an earlier run of this job failed on (an "
+                   "endpoint that was down); without it they stay failed")
     p.set_defaults(func=cmd_pairs)

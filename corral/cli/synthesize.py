@@ -65,6 +65,9 @@ def _task_args(p, kind: str) -> None:
     p.add_argument("--round", type=int, default=1, help="round number, recorded in lineage")
     p.add_argument("--samples", default="", help="graded samples file (the resumable job; "
                    "default OUT.samples.jsonl): reuse one to select again without sampling")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="sample again the prompts an earlier run of this job failed on (an "
+                   "endpoint that was down); without it they stay failed")
     p.set_defaults(func=cmd_sample, kind=kind, rule="pass", min_votes=0.0, require_pass=False,
                    star=False, orca=False)
 

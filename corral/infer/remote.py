@@ -136,6 +136,9 @@ class ChatClient:
     bounded anyway).
     401/403 (bad key) and 404 (no such model or URL) raise CorralError and stop the client:
     no more requests, no retries. 400 and malformed replies fail that request (RequestError).
+    A server that has never answered and is still unreachable once a request's retries are
+    used up (connection refused, unknown host, timeouts) stops the client the same way, with
+    that cause: every other request would fail alike.
     """
 
     def __init__(self, endpoint: Endpoint, *, timeout_s: float = 120.0, max_retries: int = 5,
@@ -152,6 +155,7 @@ class ChatClient:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(concurrency)  # shared by every chat() call
         self._checked = False  # set once the server has accepted the key
+        self._reached = False  # set once the server has answered at all (any HTTP status)
         self._fatal: CorralError | None = None
         self._n_ignored = False  # the server answered fewer choices than n asked
 
@@ -230,14 +234,27 @@ class ChatClient:
                 self._checked = True
                 return self._parse(raw)
             except urllib.error.HTTPError as exc:
+                self._reached = True
                 delay, why = self._http_error(exc, attempt)
             except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out
                 delay, why = self._backoff(attempt), f"{type(exc).__name__}: {exc}"
             if attempt == self.max_retries:
+                self._stop_if_unreachable(why)
                 raise RequestError(f"{self.url}: gave up after {self.max_retries} retries "
                                    f"({why}).")
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _stop_if_unreachable(self, why: str) -> None:
+        """A server that has never answered and still cannot be reached after every retry
+        (connection refused, no such host, timed out) will not answer the other requests
+        either: stop the client with that cause, rather than fail every row the same way."""
+        if not self._reached and self._fatal is None:
+            self._fatal = CorralError(
+                f"{self.url} could not be reached ({why}; {self.max_retries + 1} attempts, "
+                "no answer yet); start the server or fix the endpoint's host and port, then "
+                "run again.")
+            raise self._fatal
 
     def _send(self, data: bytes) -> bytes:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -245,6 +262,7 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            self._reached = True
             return response.read()
 
     def _http_error(self, exc: urllib.error.HTTPError, attempt: int) -> tuple[float, str]:

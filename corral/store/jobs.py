@@ -80,6 +80,16 @@ class JobReport:
     usage: dict
     wall_s: float
 
+    def require_output(self, what: str = "row", fix: str = "run again") -> None:
+        """Raise when every row failed (none generated, none reused): the first row's error
+        is the cause to show, not the empty output a later step would complain about.
+        `what` names a row ("prompt"), `fix` says how to redo the failed rows."""
+        if self.rows_in and self.failed == self.rows_in:
+            raise CorralError(
+                f"every {what} failed ({self.failed} of {self.rows_in}, listed in "
+                f"{self.out_path}.failed.jsonl); the first error: "
+                f"{self.failures[0]['error']}; fix that cause, then {fix}.")
+
 
 class GenerationJob:
     """A resumable job writing `out_path`; see the module docstring.

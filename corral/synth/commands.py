@@ -46,6 +46,7 @@ class _SynthOptions:
     batch_size: int = 16
     engine_batch: int = 64
     root: str = "runs"
+    retry_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ def _synthesize(opts: _SynthOptions, kind: str, log, teacher: Callable | None = 
         generator = teacher(generator)
     samples = opts.samples or f"{Path(opts.out).with_suffix('')}.samples.jsonl"
     counts = synthesize(generator, task, opts.out, sampling_params(opts), recipe, grader=grader,
-                        batch_size=opts.batch_size, samples=opts.samples, log=_quiet(log))
+                        batch_size=opts.batch_size, samples=opts.samples, log=_quiet(log),
+                        retry_failed=opts.retry_failed)
     return SynthResult(opts.out, samples, str(manifest_path(opts.out)), counts)
 
 

@@ -47,6 +47,7 @@ class PairsOptions:
     root: str = "runs"
     batch_size: int = 16
     engine_batch: int = 64
+    retry_failed: bool = False
 
 
 @dataclass
@@ -82,7 +83,8 @@ def run(opts: PairsOptions, log: Callable[[str], None] | None = None) -> PairsRe
     out = opts.out or f"pairs-{Path(task.name).stem}"
     result = sample_pairs(generator, task, f"{out}/samples.jsonl", params, grader=grader,
                           threshold=opts.threshold, model_name=opts.model, split=opts.split,
-                          batch_size=opts.batch_size, log=log or (lambda _: None))
+                          batch_size=opts.batch_size, log=log or (lambda _: None),
+                          retry_failed=opts.retry_failed)
     result.files = {**write_pairs(result, out), "samples": f"{out}/samples.jsonl"}
     return result
 
@@ -94,7 +96,7 @@ def _check(n: int) -> None:
 
 def sample_pairs(generator, task, samples_path: str, params: SamplingParams, grader=None,
                  threshold: float = 1.0, model_name: str = "", split: str = "",
-                 batch_size: int = 16, log=print) -> PairsResult:
+                 batch_size: int = 16, log=print, retry_failed: bool = False) -> PairsResult:
     """Graded samples of every task prompt (a resumable job into `samples_path`) made into
     rows that say where they came from (model, grader, task, item, sampling). The model sees
     the task's prompt program (system prompt, few-shot turns); the rows' prompt is what it
@@ -105,6 +107,7 @@ def sample_pairs(generator, task, samples_path: str, params: SamplingParams, gra
     teacher = Teacher(task.system_prompt, tuple(map(tuple, task.few_shot)))
     samples = sample_task(generator, task, samples_path, params, grader=grader,
                           teacher=teacher, batch_size=batch_size, threshold=threshold,
+                          retry_failed=retry_failed,
                           extra={"recipe": "pairs", "split": split}, log=log)
     origin = {"model": model_name or generator.name,
               "grader": getattr(grader, "name", type(grader).__name__), "task": task.name,

@@ -38,7 +38,8 @@ class Recipe:
 
 
 def synthesize(generator, task, out: str, params: SamplingParams, recipe: Recipe,
-               grader=None, batch_size: int = 16, samples: str = "", log=print) -> dict:
+               grader=None, batch_size: int = 16, samples: str = "", log=print,
+               retry_failed: bool = False) -> dict:
     """Sample (resumably, into `samples`, default OUT.samples.jsonl), select, and write OUT
     (SFT chat rows) with its manifest; returns the counts. Two selections that name the same
     samples file share its generations."""
@@ -51,6 +52,7 @@ def synthesize(generator, task, out: str, params: SamplingParams, recipe: Recipe
     samples_path = samples or f"{Path(out).with_suffix('')}.samples.jsonl"
     samples = sample_task(generator, task, samples_path, params, grader=grader,
                           teacher=recipe.teacher, star=recipe.star, batch_size=batch_size,
+                          retry_failed=retry_failed,
                           extra={"recipe": recipe.kind, "round": recipe.round}, log=log)
     picks, stats = select(samples, recipe.rule, recipe.keep, recipe.min_votes,
                           recipe.require_pass)

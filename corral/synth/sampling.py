@@ -74,6 +74,7 @@ def sample_task(generator, task, out, params: SamplingParams, grader=None,
     report = job.run(rows, answer)
     log(f"samples: {report.generated} prompts generated, {report.reused} reused, "
         f"{report.failed} failed -> {out}")
+    report.require_output("prompt", "run again with --retry-failed")
     return read_jsonl(out)
 
 

