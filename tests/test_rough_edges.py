@@ -69,3 +69,20 @@ def test_a_job_where_every_prompt_failed_names_the_first_error(tmp_path):
     message = str(info.value)
     assert "every prompt failed (3 of 3" in message and "HTTP 503: overloaded" in message
     assert "--retry-failed" in message and "no sample was kept" not in message
+
+
+# ------------------------------------------------------------ train.report_to lists
+def test_report_to_takes_the_comma_separated_list_it_advertises(monkeypatch):
+    from corral.core.config import load_config
+    from corral.core.sections import SFTConfig
+    from corral.store import runs
+
+    cfg = load_config(SFTConfig, None, ["train.report_to=tensorboard,wandb"])
+    assert cfg.train.report_to == "tensorboard,wandb"
+    assert load_config(SFTConfig, None, ["train.report_to= wandb , trackio"]).train.report_to
+    with pytest.raises(CorralError, match="train.report_to.*wandbb.*wandb"):
+        load_config(SFTConfig, None, ["train.report_to=tensorboard,wandbb"])
+    # the metric sinks read the same list (packages found: each name becomes one sink)
+    monkeypatch.setattr(runs.importlib.util, "find_spec", lambda name: object())
+    assert runs._parse_report_to("tensorboard, wandb") == ["tensorboard", "wandb"]
+    assert runs._parse_report_to("none") == []

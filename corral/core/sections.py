@@ -93,13 +93,15 @@ class TrainConfig:
     eval_every: int = opt(0, "steps; 0 = only at the end")
     save_every: int = opt(0, "steps; 0 = only at the end")
     keep_checkpoints: int = opt(2, "checkpoints kept (older ones pruned)")
-    report_to: str = opt("none", "none | tensorboard | wandb | trackio")
+    report_to: str = opt("none", "none | tensorboard | wandb | trackio, or several "
+                         "comma-separated (tensorboard,wandb)")
     progress: bool = opt(True, "progress bar")
 
     def validate(self) -> None:
         check_choice("train.schedule", self.schedule, SCHEDULES)
         check_choice("train.mixed_precision", self.mixed_precision, PRECISIONS)
-        check_choice("train.report_to", self.report_to, SINKS)
+        for sink in sinks(self.report_to):
+            check_choice("train.report_to", sink, SINKS)
         require([
             (self.lr > 0, f"train.lr={self.lr} must be > 0"),
             (self.batch_tokens > 0, f"train.batch_tokens={self.batch_tokens} must be > 0"),
@@ -115,6 +117,11 @@ class TrainConfig:
             (_betas_ok(self.betas), f"train.betas={list(self.betas)} must be two numbers in "
              "[0, 1), e.g. [0.9, 0.999]"),
         ])
+
+
+def sinks(report_to: str) -> list[str]:
+    """train.report_to as names: one, or several comma-separated ('none' for none)."""
+    return [name.strip() for name in str(report_to).split(",") if name.strip()] or ["none"]
 
 
 def _betas_ok(betas) -> bool:
