@@ -1,5 +1,6 @@
-"""Decontamination demonstration (docs/results.md, issue 12): plant copies of GSM8K unseen
-items in a training file and count what `corral curate --decontaminate` catches.
+"""Decontamination demonstration (docs/results.md, "Synthetic data and curation"): plant
+copies of GSM8K unseen items in a training file and count what `corral curate
+--decontaminate` catches.
 
 The training file is N clean GSM8K train rows (chat form) plus, for P unseen items each:
   exact       the question and its solution as they are;
@@ -11,9 +12,13 @@ and reports recall per kind and false positives on the clean rows, for each sett
 size, covered share, and optionally the MiniLM cosine of the semantic check).
 
     python scripts/demo_decontam.py [--train N] [--plant P] [--grid 13:0.5,8:0.2]
+
+GSM8K=FOLDER names the folder with GSM8K's train.jsonl and test.jsonl (default: this
+project's shared copy). Deterministic: no sampling, no seed.
 """
 import argparse
 import json
+import os
 import re
 import tempfile
 import time
@@ -22,7 +27,8 @@ from pathlib import Path
 from corral.curate.pipeline import CurateOptions, curate_file
 from corral.tasks import get_task
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = Path(os.environ.get("GSM8K") or
+             Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k")
 SYNONYMS = {"buys": "purchases", "bought": "purchased", "each": "every", "has": "owns",
             "how many": "what number of", "total": "altogether", "makes": "earns",
             "wants": "would like", "gives": "hands", "gets": "receives", "uses": "needs",
@@ -76,15 +82,16 @@ def build(train_n: int, plant_n: int, folder: Path) -> tuple[Path, dict]:
     return path, kinds
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--plant", type=int, default=100)
     ap.add_argument("--grid", default="13:0.5,8:0.5,8:0.2,13:0.5:0.9,13:0.5:0.85",
                     help="NGRAM:THRESHOLD[:COSINE] settings to compare (COSINE adds the "
                          "MiniLM paraphrase check)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     folder = Path(tempfile.mkdtemp())
+    table = {}
     path, kinds = build(args.train, args.plant, folder)
     target = f"gsm8k:unseen={GSM8K / 'test.jsonl'}"
     order = ["exact", "near", "embedded", "paraphrase", "clean"]
@@ -114,6 +121,8 @@ def main() -> None:
             hit = sum(k in dropped for k in rows)
             cells.append(f"{hit}/{len(rows)}")
         print(f"| {setting.replace(':', ', ')} | " + " | ".join(cells) + f" | {seconds:.1f} |")
+        table[setting] = dict(zip(order, cells))
+    return table
 
 
 if __name__ == "__main__":

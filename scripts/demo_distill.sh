@@ -1,11 +1,12 @@
 #!/bin/bash
-# Distilling inference-time compute (docs/results.md, issue 12): the teacher is the embedded
-# model with 4 worked examples and a majority vote over 8 samples; the students are the same
-# model, zero-shot and greedy, after SFT on (a) the teacher's majority answers (no labels),
-# (b) only those the grader passes, and (c) the gold solutions of the same 200 prompts.
+# Distilling inference-time compute (docs/results.md, "Synthetic data and curation"): the
+# teacher is the embedded model with 4 worked examples and a majority vote over 8 samples; the
+# students are the same model, zero-shot and greedy, after SFT on (a) the teacher's majority
+# answers (no labels), (b) only those the grader passes, and (c) the gold solutions of the
+# same 200 prompts. Seeds: sampling --seed 0 and train.seed 0 (the defaults).
 set -e
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-C="/usr/bin/time -f %U+%Ss_CPU_%es_wall ${CORRAL:-corral}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/common.sh"
 OUT=${OUT:-distill}
 mkdir -p $OUT
 T="--task arithmetic --split train --limit 200 --few-shot 4 -n 8 --temperature 0.8 \
@@ -21,5 +22,5 @@ for m in smollm2-135m-instruct $OUT-majority $OUT-majority-pass $OUT-gold; do
   $C eval --model $m --task arithmetic --split unseen --limit 100 --max-new-tokens 64 \
      --name $OUT-eval-$m
 done
-python "$(dirname "$0")/paired.py" runs/$OUT-eval-smollm2-135m-instruct runs/$OUT-eval-$OUT-majority \
+$PY "$HERE/paired.py" runs/$OUT-eval-smollm2-135m-instruct runs/$OUT-eval-$OUT-majority \
   runs/$OUT-eval-$OUT-majority-pass runs/$OUT-eval-$OUT-gold

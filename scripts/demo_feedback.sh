@@ -1,16 +1,15 @@
 #!/bin/bash
-# AI-feedback demonstrations (docs/results.md, issue 13), the embedded model only. Run from a
-# work folder; each part is one CPU-heavy job at a time:
+# AI-feedback demonstrations (docs/results.md, "AI feedback"), the embedded model only. Run
+# from a work folder; each part is one CPU-heavy job at a time:
 #   bash demo_feedback.sh card        # the judge's report card on arithmetic and GSM8K
 #   bash demo_feedback.sh strategies  # greedy / majority / best-of-n / refine / debate
 #   bash demo_feedback.sh rlaif       # DPO on judge-labelled vs grader-labelled pairs
 #   bash demo_feedback.sh cai         # constitutional SFT, measured by IFEval-style rules
 # rlaif reuses distill/teacher.samples.jsonl from scripts/demo_distill.sh.
 set -e
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-C="/usr/bin/time -f %U+%Ss_CPU_%es_wall ${CORRAL:-corral}"
-M=smollm2-135m-instruct
 HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/common.sh"
+M=smollm2-135m-instruct
 G=$(realpath "${GSM8K:-$HERE/../../shared/data/gsm8k}")  # sources name the real path
 mkdir -p fb
 
@@ -26,7 +25,8 @@ card() {
 }
 
 card_gsm8k() {
-  if [ -f rs/round1.samples.jsonl ]; then  # GSM8K train samples of the rejection demo
+  # GSM8K train samples of the rejection demo (scripts/demo_rejection_gsm8k.sh)
+  if [ -f rs/round1.samples.jsonl ] || [ -n "${CORRAL_RECORD:-}" ]; then
     $C judge audit --judge $M --task gsm8k --data $G/train.jsonl --split train --limit 200 \
        --samples rs/round1.samples.jsonl --verdict logprob --max-items 60 \
        --cache fb/judge.cache.jsonl --out fb/card-gsm8k.json
@@ -47,7 +47,7 @@ rlaif() {
   # the calibrated labels (mean margin of the two orders) that DPO trains on.
   $C feedback label $L --no-audit --out fb/rlaif-judge-raw.jsonl
   $C feedback label $L --calibrate --out fb/rlaif-judge.jsonl
-  python - "$S" fb/rlaif-grader.jsonl <<'EOF'
+  $PY - "$S" fb/rlaif-grader.jsonl <<'EOF'
 # The control: the same candidate pairs (same seed), labelled by the grader instead.
 import json, random, sys
 from corral.feedback.label import candidate_pairs
@@ -75,7 +75,7 @@ EOF
     $C eval --model $m --task arithmetic --split unseen --limit 100 --max-new-tokens 64 \
        --name fb-eval-$m
   done
-  python "$HERE/paired.py" runs/distill-eval-$M runs/fb-eval-fb-dpo-judge \
+  $PY "$HERE/paired.py" runs/distill-eval-$M runs/fb-eval-fb-dpo-judge \
      runs/fb-eval-fb-dpo-grader
 }
 
@@ -89,7 +89,7 @@ cai() {
     $C eval --model $m --task ifeval-like --split unseen --max-new-tokens 160 \
        --name fb-eval-cai-$m
   done
-  python "$HERE/paired.py" runs/fb-eval-cai-$M runs/fb-eval-cai-fb-cai-sft
+  $PY "$HERE/paired.py" runs/fb-eval-cai-$M runs/fb-eval-cai-fb-cai-sft
 }
 
 for part in "${@:-card strategies rlaif cai}"; do

@@ -34,14 +34,41 @@ def step(argv: list[str]) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def main() -> None:
+def commands(args, out: Path, tag: str, pairs: str) -> dict[str, list[str]]:
+    """The four corral commands of the pipeline, in order (argv without `corral`)."""
+    common = ["train.progress=false", f"run.root={out}", "lora.r=16", "lora.alpha=32",
+              "train.seed=0"]
+    sft = str(out / f"sft-{tag}" / "final")
+    return {
+        "sft": ["sft", "model.name=smollm2-135m-instruct",
+                f"data.train={REPO / 'corral/assets/quickstart_train.jsonl'}",
+                f"train.max_steps={args.sft_steps}", "train.lr=2e-4", "train.batch_tokens=2048",
+                f"run.name=sft-{tag}", *common],
+        "rm": ["rm", "model.name=smollm2-135m-instruct", f"data.train={pairs}", "train.lr=2e-4",
+               "train.epochs=1", "train.batch_tokens=1024", "train.warmup_ratio=0.1",
+               f"run.name=rm-{tag}", *common],
+        "ppo": ["ppo", f"model.name={sft}", f"rl.reward_model=rm-{tag}", "data.task=arithmetic",
+                "data.limit=96", "rl.n=4", "rl.prompts_per_step=4", "rl.mu=2",
+                "rl.max_new_tokens=48", "rl.temperature=0.7", "rl.kl_coef=0.05",
+                "rl.missing_eos_penalty=1.0", "rl.signal_check_prompts=8", "train.lr=1e-4",
+                f"train.max_steps={args.ppo_steps}", "train.batch_tokens=4096",
+                f"eval.limit={args.eval_limit}", "eval.max_new_tokens=48", f"run.name=ppo-{tag}",
+                *common],
+        "eval": ["eval", "--model", sft, "--model", str(out / f"ppo-{tag}" / "final"), "--task",
+                 "arithmetic", "--split", "unseen", "--limit", str(args.eval_limit),
+                 "--max-new-tokens", "48", "--seed", "0", "--root", str(out),
+                 "--name", f"eval-{tag}"],
+    }
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sft-steps", type=int, default=20)
     ap.add_argument("--rm-pairs", type=int, default=240)
     ap.add_argument("--ppo-steps", type=int, default=24)
     ap.add_argument("--eval-limit", type=int, default=40)
     ap.add_argument("--out", default="runs/demo-ppo")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     from corral.store.runs import read_jsonl
     from corral.tasks.arithmetic import make_rows
 
@@ -50,30 +77,10 @@ def main() -> None:
     tag = time.strftime("%Y%m%d-%H%M%S")
     rows = make_rows(args.rm_pairs, seed=100, levels=(2, 3))
     pairs = _demo_rm().write_pairs(out / "rm_pairs.jsonl", rows, seed=1)
-    common = ["train.progress=false", f"run.root={out}", "lora.r=16", "lora.alpha=32"]
     seconds = {}
-    seconds["sft"] = step([
-        "sft", "model.name=smollm2-135m-instruct",
-        f"data.train={REPO / 'corral/assets/quickstart_train.jsonl'}",
-        f"train.max_steps={args.sft_steps}", "train.lr=2e-4", "train.batch_tokens=2048",
-        f"run.name=sft-{tag}", *common])
-    sft = str(out / f"sft-{tag}" / "final")
-    seconds["rm"] = step([
-        "rm", "model.name=smollm2-135m-instruct", f"data.train={pairs}", "train.lr=2e-4",
-        "train.epochs=1", "train.batch_tokens=1024", "train.warmup_ratio=0.1",
-        f"run.name=rm-{tag}", *common])
-    seconds["ppo"] = step([
-        "ppo", f"model.name={sft}", f"rl.reward_model=rm-{tag}", "data.task=arithmetic",
-        "data.limit=96", "rl.n=4", "rl.prompts_per_step=4", "rl.mu=2", "rl.max_new_tokens=48",
-        "rl.temperature=0.7", "rl.kl_coef=0.05", "rl.missing_eos_penalty=1.0",
-        "rl.signal_check_prompts=8", "train.lr=1e-4", f"train.max_steps={args.ppo_steps}",
-        "train.batch_tokens=4096", f"eval.limit={args.eval_limit}", "eval.max_new_tokens=48",
-        f"run.name=ppo-{tag}", *common])
+    for name, argv in commands(args, out, tag, pairs).items():
+        seconds[name] = step(argv)
     ppo = out / f"ppo-{tag}"
-    seconds["eval"] = step([
-        "eval", "--model", sft, "--model", str(ppo / "final"), "--task", "arithmetic",
-        "--split", "unseen", "--limit", str(args.eval_limit), "--max-new-tokens", "48",
-        "--root", str(out), "--name", f"eval-{tag}"])
     metrics = read_jsonl(ppo / "metrics.jsonl")
     unseen = [r for r in metrics if "eval/unseen/mean" in r]
     train_rows = [r for r in metrics if "score" in r]

@@ -51,20 +51,21 @@ def balanced_kto(path: Path, seed: int) -> Path:
     return out
 
 
+def overrides(method: str, data: Path, args, root: Path) -> list[str]:
+    """The DPO or KTO config of the demo (train.seed = --seed: data order)."""
+    return [f"data.train={data}", f"train.lr={args.lr}", f"train.epochs={args.epochs}",
+            f"train.batch_tokens={args.batch_tokens}", "train.warmup_ratio=0.1",
+            "train.progress=false", f"train.seed={args.seed}", f"{method}.beta={args.beta}",
+            f"run.root={root}", f"run.name={method}-{time.strftime('%Y%m%d-%H%M%S')}"]
+
+
 def train_and_grade(method: str, data: Path, args, root: Path) -> tuple[dict, dict]:
     torch.manual_seed(args.seed)
     policy = load_policy(ModelConfig(name=MODEL), LoraConfig(r=16, alpha=32))
-    common = [f"data.train={data}", f"train.lr={args.lr}", f"train.epochs={args.epochs}",
-              f"train.batch_tokens={args.batch_tokens}", "train.warmup_ratio=0.1",
-              "train.progress=false",
-              f"run.root={root}", f"run.name={method}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    cfg = load_config(DPOConfig if method == "dpo" else KTOConfig, None,
+                      overrides(method, data, args, root))
     started = time.time()
-    if method == "dpo":
-        cfg = load_config(DPOConfig, None, common + [f"dpo.beta={args.beta}"])
-        store = run_dpo(cfg, policy=policy)
-    else:
-        cfg = load_config(KTOConfig, None, common + [f"kto.beta={args.beta}"])
-        store = run_kto(cfg, policy=policy)
+    store = (run_dpo if method == "dpo" else run_kto)(cfg, policy=policy)
     train_s = time.time() - started
     last = store.read_metrics()[-1]
     result = grade(policy, args)
@@ -90,7 +91,7 @@ def _save(out: Path, report: dict) -> None:
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
 
 
-def main(argv=None) -> None:
+def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="dpo,kto")
     p.add_argument("--prompts", type=int, default=200, help="train-split prompts sampled")
@@ -105,7 +106,11 @@ def main(argv=None) -> None:
     p.add_argument("--batch-tokens", type=int, default=2048, help="token budget per step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo-preference")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     out = Path(args.out)
     report = _load_report(out, args)
     base = load_policy(ModelConfig(name=MODEL), None, for_training=False)

@@ -52,7 +52,15 @@ def likelihood_accuracy(policy, pairs) -> float:
     return wins / len(pairs)
 
 
-def main() -> None:
+def overrides(args, train: str, dev: str, out: Path) -> list[str]:
+    """The `corral rm` config of the demo (seed 0: data order and head init)."""
+    return ["model.name=smollm2-135m-instruct", f"data.train={train}", f"data.validation={dev}",
+            f"train.lr={args.lr}", f"train.epochs={args.epochs}", "train.batch_tokens=1024",
+            "train.warmup_ratio=0.1", "train.log_every=5", "train.progress=false", "lora.r=16",
+            "train.seed=0", f"run.root={out}", f"run.name=rm-{time.strftime('%Y%m%d-%H%M%S')}"]
+
+
+def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=300)
     ap.add_argument("--heldout", type=int, default=100)
@@ -62,17 +70,17 @@ def main() -> None:
     ap.add_argument("--untrained", action="store_true", help="also score the untrained head")
     ap.add_argument("--lm-baseline", action="store_true",
                     help="also report how often the base LM's likelihood prefers the chosen reply")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = make_rows(args.train + args.heldout, seed=0, levels=(2, 3))
     train = write_pairs(out / "train.jsonl", rows[:args.train], seed=1)
     dev = write_pairs(out / "dev.jsonl", rows[args.train:], seed=2)
-    cfg = load_config(RMConfig, None, [
-        "model.name=smollm2-135m-instruct", f"data.train={train}", f"data.validation={dev}",
-        f"train.lr={args.lr}", f"train.epochs={args.epochs}", "train.batch_tokens=1024",
-        "train.warmup_ratio=0.1", "train.log_every=5", "train.progress=false", "lora.r=16",
-        f"run.root={out}", f"run.name=rm-{time.strftime('%Y%m%d-%H%M%S')}"])
+    cfg = load_config(RMConfig, None, overrides(args, train, dev, out))
     setup, built = prepare(METHOD, cfg)
     rm = setup.policy
     # Masks mark the completion tokens, so the same pairs give the base LM's likelihoods.

@@ -1,8 +1,8 @@
 #!/bin/bash
-# Selection beats quantity? (docs/results.md, issue 12). The pool: the quickstart's 600 gold
-# arithmetic rows plus every distinct sample of the distillation teacher (scripts/
-# demo_distill.sh: 200 train prompts × 8 samples, 4-shot, T 0.8; many wrong), each row
-# carrying `passed` from the numeric grader. Four students with the same steps budget:
+# Selection beats quantity? (docs/results.md, "Synthetic data and curation"). The pool: the
+# quickstart's 600 gold arithmetic rows plus every distinct sample of the distillation
+# teacher (scripts/demo_distill.sh: 200 train prompts × 8 samples, 4-shot, T 0.8; many wrong),
+# each row carrying `passed` from the numeric grader. Four students with the same steps budget:
 #   deita-grader  K rows by the grader's score, diversity τ 0.9 (AlpaGasus-style: a quality
 #                 score from a checker; here the checker is exact, an oracle judge)
 #   deita-ifd     K rows by IFD under the base model (label-free), diversity τ 0.9
@@ -10,15 +10,14 @@
 #   pool          the whole pool, the same number of steps
 # then greedy pass@1 on 100 unseen items, paired against the base model.
 set -e
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-C="/usr/bin/time -f %U+%Ss_CPU_%es_wall ${CORRAL:-corral}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/common.sh"
 OUT=${OUT:-select}
 K=${K:-300}
 STEPS=${STEPS:-16}
 SAMPLES=${SAMPLES:-distill/teacher.samples.jsonl}
-HERE="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p $OUT
-python - "$SAMPLES" "$HERE/../corral/assets/quickstart_train.jsonl" "$OUT/pool.jsonl" <<'EOF'
+$PY - "$SAMPLES" "$HERE/../corral/assets/quickstart_train.jsonl" "$OUT/pool.jsonl" <<'EOF'
 import json, sys
 from corral.tasks import get_task
 samples, gold, out = sys.argv[1:]
@@ -56,11 +55,11 @@ for m in $OUT-deita-grader $OUT-deita-ifd $OUT-random $OUT-pool; do
      --name $OUT-eval-$m
 done
 for arm in deita-grader deita-ifd random pool; do
-  python - "$OUT/$arm.jsonl" <<'EOF'
+  $PY - "$OUT/$arm.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 print(f"{sys.argv[1]}: {len(rows)} rows, {sum(r['passed'] for r in rows) / len(rows):.0%} correct")
 EOF
 done
-python "$HERE/paired.py" runs/distill-eval-smollm2-135m-instruct runs/$OUT-eval-$OUT-deita-grader \
+$PY "$HERE/paired.py" runs/distill-eval-smollm2-135m-instruct runs/$OUT-eval-$OUT-deita-grader \
   runs/$OUT-eval-$OUT-deita-ifd runs/$OUT-eval-$OUT-random runs/$OUT-eval-$OUT-pool

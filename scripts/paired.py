@@ -1,5 +1,6 @@
-"""Paired comparison of two `corral eval` runs on the same items: accuracy of each and the
-difference with its paired standard error (sd of per-item differences / sqrt(n)).
+"""Paired comparison of `corral eval` runs on the same items: each run's mean score ± its
+standard error (binomial, sqrt(p(1-p)/n)) and each later run's difference from the first ±
+the paired standard error (sd of the per-item differences / sqrt(n)).
 
     python scripts/paired.py runs/eval-base runs/eval-student [more runs...]
 """
@@ -17,11 +18,14 @@ def per_item(run: str) -> dict:
     return {k: sum(v) / len(v) for k, v in scores.items()}
 
 
+def stderr(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n)
+
+
 def main(runs: list[str]) -> None:
     base = per_item(runs[0])
     mean = sum(base.values()) / len(base)
-    print(f"{runs[0]}: {mean:.3f} ± {math.sqrt(mean * (1 - mean) / len(base)):.3f} "
-          f"({len(base)} items)")
+    print(f"{runs[0]}: {mean:.3f} ± {stderr(mean, len(base)):.3f} ({len(base)} items)")
     for run in runs[1:]:
         other = per_item(run)
         shared = sorted(set(base) & set(other))
@@ -29,8 +33,8 @@ def main(runs: list[str]) -> None:
         d = sum(diffs) / len(diffs)
         sd = math.sqrt(sum((x - d) ** 2 for x in diffs) / max(1, len(diffs) - 1))
         acc = sum(other[k] for k in shared) / len(shared)
-        print(f"{run}: {acc:.3f}; paired difference {d:+.3f} ± {sd / math.sqrt(len(diffs)):.3f}"
-              f" on {len(shared)} shared items")
+        print(f"{run}: {acc:.3f} ± {stderr(acc, len(shared)):.3f}; paired difference "
+              f"{d:+.3f} ± {sd / math.sqrt(len(diffs)):.3f} on {len(shared)} shared items")
 
 
 if __name__ == "__main__":
