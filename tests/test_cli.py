@@ -1,5 +1,6 @@
 """The CLI end to end on the tiny model: inspect, chat, export, eval, grade, split, --help."""
 import json
+import re
 
 import pytest
 
@@ -100,3 +101,124 @@ def test_missing_file_is_one_clear_error(tiny, capsys):
     assert main(["data", "inspect", "nope.jsonl", "--model", tiny]) == 2
     err = capsys.readouterr().err
     assert "nope.jsonl" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- corral --help: the ladder
+def commands_of(parser) -> list:
+    return list(next(a for a in parser._actions if a.dest == "command").choices)
+
+
+def top_help(capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_help_describes_corral_and_groups_commands_in_climbing_order(capsys):
+    from corral.cli.app import GROUPS
+    from corral.methods import registry
+
+    text = top_help(capsys)
+    assert "parses arguments" not in text and "post-trains a language model" in text
+    assert "{" not in text.split("\n")[0]  # no raw list of 22 commands in the usage line
+    titles = [f"\n{title}:\n" for title, _ in GROUPS]
+    at = [text.index(t) for t in titles]
+    assert at == sorted(at) and [t for t, _ in GROUPS][:2] == ["start here", "evaluate"]
+    listed = re.findall(r"^  (\S+)", text.split("commands, in the order")[1], re.M)
+    commands = list(dict.fromkeys(listed))  # `grade validate` and `grade run` list grade once
+    assert set(commands) == set(commands_of(build_parser()))  # every command, once
+    assert set(registry().names()) <= set(commands)
+    for lower, higher in [("quickstart", "split"), ("split", "eval"), ("eval", "sft"),
+                          ("sft", "rft"), ("rft", "ppo"), ("ppo", "judge"), ("judge", "export")]:
+        assert commands.index(lower) < commands.index(higher), (lower, higher)
+    # each command sits under its group's title
+    for title, names in GROUPS:
+        block = text.split(f"\n{title}:\n")[1].split("\n\n")[0]
+        assert set(re.findall(r"^  (\S+)", block, re.M)) == set(names), title
+
+
+def test_subcommands_are_added_in_climbing_order():
+    choices = commands_of(build_parser())
+    assert choices[:3] == ["quickstart", "chat", "data"] and choices.index("sft") < \
+        choices.index("rft") < choices.index("ppo") < choices.index("export")
+
+
+# ---------------------------------------------------------------- --allow-unsandboxed-graders
+@pytest.mark.parametrize("argv", [
+    ["--allow-unsandboxed-graders", "eval", "--model", "m", "--task", "arithmetic"],
+    ["eval", "--model", "m", "--task", "arithmetic", "--allow-unsandboxed-graders"],
+    ["grade", "run", "python:x", "--allow-unsandboxed-graders"],
+    ["rft", "data.task=arithmetic", "rl.n=2", "--allow-unsandboxed-graders"],
+    ["synth", "rejection", "--task", "arithmetic", "--out", "o.jsonl",
+     "--allow-unsandboxed-graders"],
+])
+def test_allow_unsandboxed_graders_before_or_after_the_command(argv):
+    args = build_parser().parse_args(argv)
+    assert args.allow_unsandboxed_graders is True
+    if argv[0] == "rft":
+        assert args.overrides == ["rl.n=2"] and args.config == "data.task=arithmetic"
+
+
+def test_allow_unsandboxed_graders_is_off_unless_given():
+    args = build_parser().parse_args(["eval", "--model", "m", "--task", "arithmetic"])
+    assert args.allow_unsandboxed_graders is False
+
+
+def test_allow_unsandboxed_graders_after_the_command_reaches_the_sandbox(tmp_path, monkeypatch):
+    import corral.graders.sandbox as sandbox
+
+    calls = []
+    monkeypatch.setattr(sandbox, "allow_unsandboxed", calls.append)
+    data = chats(tmp_path / "c.jsonl", n=10)
+    assert main(["split", data, "--allow-unsandboxed-graders"]) == 0
+    assert main(["split", data]) == 0
+    assert calls == [True]
+
+
+# ---------------------------------------------------------------- --template: a base model
+BASE_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+@pytest.fixture
+def base_model(tiny):
+    """The tiny model without a chat template, like a base model from the hub."""
+    from pathlib import Path
+
+    (Path(tiny) / "chat_template.jinja").unlink()
+    return tiny
+
+
+def test_chat_and_eval_take_a_template_for_a_base_model(base_model, tmp_path, capsys):
+    assert main(["chat", "--model", base_model, "--prompt", "hi", "--max-new-tokens", "2"]) == 2
+    assert "chat template" in capsys.readouterr().err
+    assert main(["chat", "--model", base_model, "--prompt", "hi", "--max-new-tokens", "2",
+                 "--template", BASE_TEMPLATE]) == 0
+    jinja = tmp_path / "base.jinja"
+    jinja.write_text(BASE_TEMPLATE)
+    eval_args = ["eval", "--model", base_model, "--task", "arithmetic", "--limit", "2",
+                 "--max-new-tokens", "2"]
+    assert main([*eval_args, "--name", "no-template"]) == 2
+    assert "chat template" in capsys.readouterr().err
+    assert main([*eval_args, "--template", str(jinja), "--name", "ev"]) == 0
+    rows = read_jsonl("runs/ev/samples.jsonl")
+    assert len(rows) == 2
+
+
+def test_the_template_renders_every_prompt(base_model):
+    from corral.eval.commands import load_generator
+
+    generator = load_generator(base_model, template=BASE_TEMPLATE)
+    text = generator.engine.tokenizer.decode(
+        generator._prompt_ids([{"role": "user", "content": "2+2?"}]))
+    assert text == "user: 2+2?\nassistant:"
+    assert len(generator.identity()["template"]) == 16
+
+
+def test_a_template_for_an_endpoint_is_refused():
+    from corral.core.errors import CorralError
+    from corral.eval.commands import load_generator
+
+    with pytest.raises(CorralError, match="--template applies to local models"):
+        load_generator("openai:gpt-4o-mini", template=BASE_TEMPLATE)

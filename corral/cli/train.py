@@ -1,6 +1,7 @@
 """`corral <method> [config.yaml] [key=value ...] [--resume RUN]`: one command per registered
 training method (sft, dpo, simpo, orpo, kto, rm, rft, grpo, ppo), its --help generated from
-the method's config dataclasses."""
+the method's config dataclasses with the defaults a run really gets (after the keys the
+command forces and the presets they pick: `corral ppo` shows rl.n=1, rl.kl_coef=0.05)."""
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,34 @@ def cmd_train(args) -> None:
     print(f"done: {result.run_dir}/final")
 
 
-def register(subparsers) -> None:
-    """One subcommand per training method."""
+def default_config(method):
+    """The config `corral <method>` runs with when nothing is set: the class defaults, then the
+    method's forced keys, then the preset those pick (what --help and docs/config.md show)."""
+    from corral.methods.commands import TrainOptions, load_method_config
+
+    return load_method_config(method, TrainOptions(method.name))
+
+
+def method_help(method) -> str:
+    """The epilog of `corral <method> --help`: every key with its effective default."""
     from corral.core.config import help_text
+
+    forced = "".join(f"\n`corral {method.name}` always sets {f}." for f in method.forced)
+    return (f"config keys ({method.doc or 'docs/config.md'}), with the defaults this command "
+            f"runs with:{forced}\n" + help_text(method.config, default_config(method)))
+
+
+def register(subparsers, names=None) -> None:
+    """One subcommand per training method (`names`: these, in this order; default all)."""
     from corral.methods import registry
 
-    for name, method in registry().items():
+    for name in names if names is not None else registry().names():
+        method = registry().get(name)
         p = subparsers.add_parser(
             name, help=method.summary, formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=f"{method.summary}.", epilog=f"config keys ({method.doc}):\n"
-            + help_text(method.config))
-        p.add_argument("config", nargs="?", help="YAML config file (optional)")
+            description=f"{method.summary}.", epilog=method_help(method))
+        p.add_argument("config", nargs="?", help="YAML config file (optional; examples/ has "
+                       "one per method family)")
         p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=2e-5")
         p.add_argument("--resume", metavar="RUN", help="continue RUN from its latest "
                        "checkpoint with its saved config (other keys given here must match it)")

@@ -5,8 +5,9 @@
 Unknown or misspelt keys are rejected with a did-you-mean. Each section validates itself
 (`validate()`, called as it is built), a config class may add cross-section checks (`check()`)
 and fill defaults from what the user set (`resolve(cfg, given)`, e.g. RL presets), and
-`RENAMED` keys are accepted with a one-line deprecation note. `describe(cls)` lists every key
-with its type, default and meaning, for `--help` and docs/config.md (stdlib + yaml only).
+`RENAMED` keys are accepted with a one-line deprecation note. `describe(cls, values)` lists
+every key with its type, default (a method's effective one, given its default config) and
+meaning, for `--help` and docs/config.md (stdlib + yaml only).
 """
 from __future__ import annotations
 
@@ -236,25 +237,32 @@ def to_dict(cfg) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
-def describe(cls, prefix: str = "") -> list[dict]:
-    """Every key of a config class: {key, type, default, help}, sections in order."""
+def describe(cls, prefix: str = "", values=None) -> list[dict]:
+    """Every key of a config class: {key, type, default, help}, sections in order. `values`, a
+    config of that class (a method's after its forced keys and presets: what a run gets with
+    nothing set), gives the defaults instead of the class's own."""
     rows, hints = [], typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            rows += describe(hint, f"{prefix}{f.name}.")
+            rows += describe(hint, f"{prefix}{f.name}.",
+                             None if values is None else getattr(values, f.name))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if values is not None:
+            default = getattr(values, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         rows.append({"key": prefix + f.name, "type": getattr(hint, "__name__", str(hint)),
                      "default": list(default) if isinstance(default, tuple) else default,
                      "help": f.metadata.get("help", "")})
     return rows
 
 
-def help_text(cls) -> str:
-    """The keys of a config class as plain text, one per line, grouped by section."""
+def help_text(cls, values=None) -> str:
+    """The keys of a config class as plain text, one per line, grouped by section; `values`
+    as in `describe` (the effective defaults)."""
     lines, section = [], None
-    for row in describe(cls):
+    for row in describe(cls, values=values):
         head = row["key"].split(".")[0]
         if head != section:
             section = head

@@ -30,6 +30,7 @@ class EvalOptions:
     limit: int = 0
     few_shot: int = 0
     system: str = ""
+    template: str = ""  # a chat template (.jinja file or inline Jinja) instead of the model's
     temperature: float | None = None
     top_p: float = 1.0
     max_new_tokens: int = 256
@@ -96,7 +97,6 @@ def evaluate_models(opts: EvalOptions) -> EvalReport:
     loaded and been graded, so a failed start writes nothing."""
     from corral.eval.evaluate import compare_models
     from corral.infer.engine import SamplingParams
-    from corral.infer.generators import generator_for
     from corral.store.runs import RunStore, new_run_name, run_model_path
 
     check_share(opts.max_grader_errors)
@@ -119,8 +119,35 @@ def evaluate_models(opts: EvalOptions) -> EvalReport:
 
     models = [run_model_path(m, opts.root) for m in opts.model]
     table = compare_models(models, task, params, ks, store=open_store,
-                           load=lambda spec: generator_for(spec, root=opts.root,
-                                                           key="--model"),
+                           load=lambda spec: load_generator(spec, opts.root, opts.template),
                            max_grader_errors=opts.max_grader_errors)
     return EvalReport(Path(opts.root) / name, task.name, opts.split, len(task.items), opts.n,
                       table=table)
+
+
+def load_generator(spec: str, root: str = "runs", template: str = "", key: str = "--model"):
+    """`generator_for(spec)`, rendering prompts with `template` (a .jinja file or inline Jinja,
+    as training's model.template) instead of the model's own chat template, so a base model
+    without one can be tried. An endpoint renders with its own template: one given is refused."""
+    from corral.infer.generators import generator_for
+
+    if not template:
+        return generator_for(spec, root=root, key=key)
+    import hashlib
+
+    from corral.core.sections import ModelConfig
+    from corral.infer.engine import engine_for
+    from corral.infer.generators import LocalGenerator, local_identity
+    from corral.infer.remote import is_endpoint_spec
+    from corral.model.policy import load_policy
+    from corral.store.runs import run_model_path
+
+    if is_endpoint_spec(spec):
+        raise CorralError(f"--template applies to local models; the endpoint {spec} renders "
+                          "prompts with its own chat template (drop --template)")
+    path = run_model_path(spec, root)
+    policy = load_policy(ModelConfig(name=path, template=template), None, for_training=False,
+                         key=key)
+    digest = hashlib.sha256(policy.tokenizer.chat_template.encode()).hexdigest()[:16]
+    identity = {**local_identity(spec, path, root), "template": digest}
+    return LocalGenerator(engine_for(policy, batch_size=16), spec, identity)

@@ -86,19 +86,9 @@ class ChatSession:
 
 
 def _generator(opts: ChatOptions):
-    from corral.infer.generators import Generator, generator_for
+    from corral.eval.commands import load_generator
 
-    if not opts.template:
-        return generator_for(opts.model, root=opts.root, key="--model")
-    from corral.core.sections import ModelConfig
-    from corral.infer.engine import engine_for
-    from corral.model.policy import load_policy
-    from corral.store.runs import run_model_path
-
-    model = run_model_path(opts.model, opts.root)
-    policy = load_policy(ModelConfig(name=model, template=opts.template), None,
-                         for_training=False, key="--model")
-    return Generator.from_engine(engine_for(policy), model)
+    return load_generator(opts.model, opts.root, opts.template)
 
 
 def open_chat(opts: ChatOptions) -> ChatSession:

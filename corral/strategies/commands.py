@@ -74,7 +74,7 @@ def bind_judges(strategies, generator, max_new_tokens: int) -> None:
 def compare_strategies(opts: EvalOptions) -> EvalReport:
     """Run every strategy of `opts.strategy` on `opts.model[0]` through the one evaluation
     path; the run folder opens once the first strategy has succeeded."""
-    from corral.infer.generators import generator_for
+    from corral.eval.commands import load_generator
     from corral.store.runs import RunStore, new_run_name
     from corral.strategies.compare import run_strategies, write_svg
 
@@ -82,7 +82,7 @@ def compare_strategies(opts: EvalOptions) -> EvalReport:
     task = load_task(opts)
     items = task.prompt_items()
     strategies = build_strategies(opts, task, items)
-    generator = generator_for(opts.model[0], root=opts.root, key="--model")
+    generator = load_generator(opts.model[0], opts.root, opts.template)
     bind_judges(strategies, generator, opts.max_new_tokens)
     name = opts.name or new_run_name("eval")
     opened: list = []
