@@ -86,3 +86,48 @@ def test_report_to_takes_the_comma_separated_list_it_advertises(monkeypatch):
     monkeypatch.setattr(runs.importlib.util, "find_spec", lambda name: object())
     assert runs._parse_report_to("tensorboard, wandb") == ["tensorboard", "wandb"]
     assert runs._parse_report_to("none") == []
+
+
+# ------------------------------------------------------------ --grader vs --task-grader
+def _subparser_help(*path) -> str:
+    import argparse
+
+    from corral.cli.app import build_parser
+
+    parser = build_parser()
+    for name in path:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return " ".join(parser.format_help().split())
+
+
+@pytest.mark.parametrize("path", [("synth", "rejection"), ("synth", "distill"), ("pairs",)])
+def test_help_tells_the_two_grader_flags_apart(path):
+    text = _subparser_help(*path)
+    assert "what grades the samples" in text and "default: the task's own grader" in text
+    assert "the grader a FILE.jsonl task comes with" in text
+    assert "a built-in task has its own and refuses this" in text
+
+
+def test_a_file_task_takes_grader_alone_and_a_builtin_task_refuses_task_grader(
+        tmp_path, monkeypatch):
+    from corral.synth.commands import RejectionOptions, load_task, sample_grader
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(
+        {"messages": [{"role": "user", "content": f"{i}+1?"}], "answer": str(i + 1)}) + "\n"
+        for i in range(3)))
+    opts = RejectionOptions(task="in.jsonl", grader="numeric", out="o.jsonl")
+    task = load_task(opts, "rejection")  # was: "needs --task-grader"
+    assert len(task.items) == 3 and task.grader is not None
+    assert sample_grader(opts, task) is task.grader  # loaded once, not twice
+    both = RejectionOptions(task="in.jsonl", task_grader="numeric", grader="exact",
+                            out="o.jsonl")
+    task = load_task(both, "rejection")
+    assert sample_grader(both, task) is not task.grader  # --grader overrides the task's
+    with pytest.raises(CorralError, match="needs a grader.*--grader GRADER"):
+        load_task(RejectionOptions(task="in.jsonl", out="o.jsonl"), "rejection")
+    with pytest.raises(CorralError, match="--task-grader is the grader of a FILE.jsonl task; "
+                       "arithmetic grades with its own.*--grader numeric"):
+        load_task(RejectionOptions(task="arithmetic", task_grader="numeric", out="o.jsonl"),
+                  "rejection")

@@ -25,9 +25,13 @@ def register(subparsers) -> None:
     p.add_argument("--task", required=True, help="gsm8k | arithmetic | ifeval-like | FILE.jsonl")
     p.add_argument("--split", default="train")
     p.add_argument("--data", default="", help="local data file for the task (e.g. GSM8K)")
-    p.add_argument("--task-grader", default="", help="grader of a file task")
-    p.add_argument("--grader", default="", help="grade with this instead of the task's "
-                   "grader: rule name, grader JSON (a judge makes this RLAIF)")
+    p.add_argument("--grader", default="", help="what grades the samples (a judge makes "
+                   "this RLAIF): a rule name, grader JSON, a judge or a reward model; default: "
+                   "the task's own grader. A FILE.jsonl task given only --grader takes it as "
+                   "its grader")
+    p.add_argument("--task-grader", default="", help="the grader a FILE.jsonl task comes with "
+                   "(a built-in task has its own and refuses this); it grades the samples "
+                   "unless --grader overrides it")
     p.add_argument("-n", type=int, default=4, help="samples per prompt")
     p.add_argument("--limit", type=int, default=0, help="first N prompts only")
     p.add_argument("--temperature", type=float, default=1.0)

@@ -55,8 +55,13 @@ def _task_args(p, kind: str) -> None:
     p.add_argument("--task", required=True, help="gsm8k | arithmetic | ifeval-like | FILE.jsonl")
     p.add_argument("--split", default="train")
     p.add_argument("--data", default="", help="local data file for the task (e.g. GSM8K)")
-    p.add_argument("--task-grader", default="", help="grader of a file task")
-    p.add_argument("--grader", default="", help="grade with this instead of the task's grader")
+    p.add_argument("--grader", default="", help="what grades the samples (which are kept): "
+                   "a rule name, grader JSON, a judge or a reward model; default: "
+                   "the task's own grader. A FILE.jsonl task given only --grader takes it as "
+                   "its grader")
+    p.add_argument("--task-grader", default="", help="the grader a FILE.jsonl task comes with "
+                   "(a built-in task has its own and refuses this); it grades the samples "
+                   "unless --grader overrides it, and, with --rounds, the dev split's grader too")
     p.add_argument("--limit", type=int, default=0, help="first N prompts only")
     p.add_argument("--few-shot", type=int, default=0,
                    help="worked examples the generator sees (the records keep the plain prompt)")

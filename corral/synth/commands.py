@@ -119,19 +119,43 @@ def load_task(opts: _SynthOptions, kind: str):
     from corral.tasks import Task, get_task
 
     refuse_sealed_items((), opts.split, "training data", "--split")
-    if opts.task.endswith(FILE_TASK) and not opts.task_grader:
+    task_grader = task_grader_spec(opts.task, opts.task_grader, opts.grader)
+    if opts.task.endswith(FILE_TASK) and not task_grader:
         if kind == "rejection":
-            raise CorralError(f"rejection sampling on {opts.task} needs --task-grader GRADER to "
-                              "tell passing samples from failing ones")
+            raise CorralError(f"rejection sampling on {opts.task} needs a grader to tell "
+                              "passing samples from failing ones: pass --grader GRADER (or "
+                              "--task-grader GRADER)")
         items = load_items(opts.task)[:opts.limit or None]  # prompts only: distillation
         if not items:
             raise CorralError(f"{opts.task}: no prompts")
         task = Task(name=opts.task, items=items, grader=None)
     else:
-        task = get_task(opts.task, split=opts.split, data=opts.data, grader=opts.task_grader,
-                        limit=opts.limit, few_shot=opts.few_shot, grader_flag="--task-grader")
+        task = get_task(opts.task, split=opts.split, data=opts.data, grader=task_grader,
+                        limit=opts.limit, few_shot=opts.few_shot, grader_flag="--grader")
     refuse_sealed_items(task.items, opts.split, "training data", "--split")
     return task
+
+
+def task_grader_spec(task: str, task_grader: str, grader: str) -> str:
+    """The grader a task is built with. --task-grader is a FILE task's own grader (what
+    grades it wherever it is used: a ReST-EM dev split too); a built-in task has its own and
+    refuses one. A FILE task given only --grader takes that as its grader."""
+    if not task.endswith(FILE_TASK):
+        if task_grader:
+            raise CorralError(f"--task-grader is the grader of a FILE.jsonl task; {task} "
+                              f"grades with its own; to grade the samples with {task_grader} "
+                              f"instead, pass --grader {task_grader}")
+        return ""
+    return task_grader or grader
+
+
+def sample_grader(opts, task):
+    """What grades the samples: --grader, else the task's own grader (loaded once)."""
+    from corral.graders.load import load_grader
+
+    if opts.grader and opts.grader != task_grader_spec(opts.task, opts.task_grader, opts.grader):
+        return load_grader(opts.grader, root=opts.root)
+    return task.grader
 
 
 def _check(opts: _SynthOptions) -> None:
@@ -162,13 +186,12 @@ def sampling_params(opts) -> SamplingParams:
 
 def _synthesize(opts: _SynthOptions, kind: str, log, teacher: Callable | None = None,
                 ) -> SynthResult:
-    from corral.graders.load import load_grader
     from corral.infer.generators import generator_for
     from corral.store.jobs import manifest_path
     from corral.synth.recipes import synthesize
 
     task = load_task(opts, kind)
-    grader = load_grader(opts.grader, root=opts.root) if opts.grader else task.grader
+    grader = sample_grader(opts, task)
     recipe = recipe_of(opts, kind, task)
     generator = generator_for(opts.model, root=opts.root, batch_size=opts.engine_batch,
                               key="--model")
@@ -242,5 +265,5 @@ def _refuse_sealed_seeds(path: str) -> None:
 
 
 __all__ = ["DistillOptions", "RejectionOptions", "SelfInstructOptions", "SynthResult",
-           "distill", "load_task", "recipe_of", "rejection", "sampling_params",
-           "self_instruct"]
+           "distill", "load_task", "recipe_of", "rejection", "sample_grader",
+           "sampling_params", "self_instruct", "task_grader_spec"]

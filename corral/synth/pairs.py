@@ -64,18 +64,19 @@ class PairsResult:
 def run(opts: PairsOptions, log: Callable[[str], None] | None = None) -> PairsResult:
     """`corral pairs`: sample, grade and pair into `opts.out` (default pairs-<task>),
     resumably; returns the rows, counts and the files written."""
-    from corral.graders.load import load_grader
     from corral.infer.generators import generator_for
+    from corral.synth.commands import sample_grader, task_grader_spec
     from corral.tasks import get_task
 
     if not opts.task:
         raise CorralError("--task is missing: give gsm8k | arithmetic | ifeval-like | FILE.jsonl")
     _check(opts.n)
     refuse_sealed_items((), opts.split, "preference pairs", "--split")
-    task = get_task(opts.task, split=opts.split, data=opts.data, grader=opts.task_grader,
-                    limit=opts.limit, grader_flag="--task-grader")
+    task = get_task(opts.task, split=opts.split, data=opts.data, limit=opts.limit,
+                    grader=task_grader_spec(opts.task, opts.task_grader, opts.grader),
+                    grader_flag="--grader (or --task-grader)")
     refuse_sealed_items(task.items, opts.split, "preference pairs", "--split")
-    grader = load_grader(opts.grader, root=opts.root) if opts.grader else task.grader
+    grader = sample_grader(opts, task)
     generator = generator_for(opts.model, root=opts.root, batch_size=opts.engine_batch,
                               key="--model")
     params = SamplingParams(n=opts.n, temperature=opts.temperature, top_p=opts.top_p,
