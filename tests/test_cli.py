@@ -222,3 +222,75 @@ def test_a_template_for_an_endpoint_is_refused():
 
     with pytest.raises(CorralError, match="--template applies to local models"):
         load_generator("openai:gpt-4o-mini", template=BASE_TEMPLATE)
+
+
+# ---------------------------------------------------------------- effective defaults
+def flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def loaded_with_no_overrides(name: str) -> dict:
+    """The config `corral NAME` runs with when nothing is set, as key -> value."""
+    from corral.core.config import to_dict
+    from corral.methods import registry
+    from corral.methods.commands import TrainOptions, load_method_config
+
+    return flat(to_dict(load_method_config(registry().get(name), TrainOptions(name))))
+
+
+def method_names():
+    from corral.methods import registry
+
+    return registry().names()
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_method_help_shows_the_keys_and_defaults_a_run_gets(name, capsys):
+    import ast
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([name, "--help"])
+    shown = {key: ast.literal_eval(default) for key, default in re.findall(
+        r"^  ([a-z_]+\.[a-z_]+) \(\w+, default (.*?)\)(?::|$)", capsys.readouterr().out, re.M)}
+    assert shown == loaded_with_no_overrides(name)
+
+
+def config_md_keys(name: str) -> dict:
+    """The keys and defaults docs/config.md shows for `corral NAME`: the shared table, its
+    family's table, and the line saying how it differs from the family's first command."""
+    import ast
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+
+    def rows(section):
+        return {k: ast.literal_eval(v) for k, v in
+                re.findall(r"^\| `([^`]+)` \| \w+ \| `(.*?)` \|", section, re.M)}
+
+    shown = rows(next(s for s in sections if s.startswith("Keys every command has")))
+    family = next(s for s in sections if f"`corral {name}`" in s.split("\n")[0])
+    shown.update(rows(family))
+    line = re.search(rf"^- `corral {name}`: .*$", family, re.M)
+    if line:
+        shown.update({k: ast.literal_eval(v)
+                      for k, v in re.findall(r"`([a-z_]+\.[a-z_]+)` = `(.*?)`", line.group(0))})
+    return shown
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_config_md_shows_the_keys_and_defaults_a_run_gets(name):
+    assert config_md_keys(name) == loaded_with_no_overrides(name)
+
+
+def test_ppo_shows_its_preset_and_rl_commands_have_no_sft_data_keys():
+    ppo, rft = config_md_keys("ppo"), config_md_keys("rft")
+    assert (ppo["rl.n"], ppo["rl.kl_coef"], ppo["rl.advantage"]) == (1, 0.05, "gae")
+    assert "data.mask" not in rft and "data.max_length" not in rft
+    assert "data.max_prompt_length" in rft and "data.mask" in config_md_keys("sft")
