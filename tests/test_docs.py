@@ -401,6 +401,36 @@ def line_of(text: str, number: int) -> str:
     return text.split("\n")[number - 1]
 
 
+def yaml_problems(doc: str, text: str) -> list[str]:
+    """A ```yaml block is a config: it must load for some method (or the one its first
+    comment names, `# corral rm`)."""
+    import yaml
+
+    from corral.core.config import ConfigNote, load_config
+    from corral.methods import registry
+
+    problems = []
+    for start, lang, body in code_blocks(text):
+        if lang not in ("yaml", "yml"):
+            continue
+        data = yaml.safe_load("\n".join(body)) or {}
+        named = re.match(r"#\s*corral (\w+)", body[0].strip()) if body else None
+        methods = [named.group(1)] if named else list(registry().names())
+        errors = []
+        for name in methods:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ConfigNote)
+                try:
+                    load_config(registry().get(name).config, None, [], base=data)
+                    break
+                except Exception as exc:  # noqa: BLE001  (CorralError, a note, a bad name)
+                    errors.append(f"{name}: {exc}")
+        else:
+            problems.append(f"{doc}:{start}: the YAML config loads for no method "
+                            f"({'; '.join(errors)[:300]})")
+    return problems
+
+
 def standalone_problems(doc: str, text: str) -> list[str]:
     """Paths into the development machine's shared folder and issue numbers."""
     problems = []
@@ -417,7 +447,7 @@ def standalone_problems(doc: str, text: str) -> list[str]:
 
 CHECKS = {"paths": path_problems, "links": link_problems, "commands": command_problems,
           "inline_commands": inline_command_problems, "flags": flag_problems,
-          "keys": key_problems, "standalone": standalone_problems}
+          "keys": key_problems, "yaml": yaml_problems, "standalone": standalone_problems}
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -453,6 +483,11 @@ corral grpo data.task=arithmetic \\
     rl.preset=dapo train.nope=1
 corral <method> [config.yaml] [key=value ...]
 ```
+```yaml
+# corral rm
+rm: {center_coef: 0.01}
+train: {lr: fast}
+```
 
 The loss uses `rl.value_coef`, then `ppo.value_coef` and `rl.*`; `dpo.beta` on rl.md.
 Bad: `corral rl --resume RUN`, `corral eval --nope`, `corral rft rl.n=8 rl.nope=1`, `--nope-flag`;
@@ -476,13 +511,14 @@ def test_planted_problems_are_caught():
     assert [p.split(": ", 1)[1] for p in found["inline_commands"]] == [
         "no command `corral rl`", "`corral eval` has no flag --nope",
         "`corral rft` has no config key rl.nope"]
+    assert len(found["yaml"]) == 1 and "'train.lr' must be a number" in text["yaml"]
     assert [p.split(": ", 1)[1] for p in found["flags"]] == [
         "no command has the flag --nope-flag"]
     assert [p.split(": ", 1)[1] for p in found["keys"]] == [
         "config key rl.value_coef does not exist for any method",
         "config key dpo.beta does not exist for rft/grpo/ppo",
         "config key rl.nope does not exist for any method"]
-    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:25"] * 2
+    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:30"] * 2
 
 
 def test_planted_issue_numbers_each_caught():
