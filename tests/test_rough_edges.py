@@ -131,3 +131,62 @@ def test_a_file_task_takes_grader_alone_and_a_builtin_task_refuses_task_grader(
                        "arithmetic grades with its own.*--grader numeric"):
         load_task(RejectionOptions(task="arithmetic", task_grader="numeric", out="o.jsonl"),
                   "rejection")
+
+
+# ------------------------------------------------------------ what decontamination checked
+def _gsm8k_file(path, n=12):
+    """n GSM8K-style rows of 15 distinct words each (3 distinct 13-grams a question); the
+    index of one row in the task's train half and one in its held-out half."""
+    from corral.core.io import content_hash
+    from corral.data.splits import assign
+
+    questions = [" ".join(f"q{i}w{j}" for j in range(15)) for i in range(n)]
+    path.write_text("".join(json.dumps({"question": q, "answer": f"#### {i}"}) + "\n"
+                            for i, q in enumerate(questions)))
+    where = [assign(content_hash({"question": q}), 0.25, 0.25) for q in questions]
+    return questions, where.index("train"), next(i for i, w in enumerate(where) if w != "train")
+
+
+@pytest.mark.parametrize("form", ["task=file", "task:dev,unseen=file", "file"])
+def test_decontamination_says_which_rows_of_which_file_it_checked(tmp_path, capsys, form):
+    from corral.cli.app import main
+
+    test = tmp_path / "gsm8k_test.jsonl"
+    questions, in_train, held_out = _gsm8k_file(test)
+    rows = [{"messages": [{"role": "user", "content": questions[k]},
+                          {"role": "assistant", "content": "42"}]} for k in (in_train, held_out)]
+    rows.append({"messages": [{"role": "user", "content": "an unrelated question"},
+                              {"role": "assistant", "content": "fine"}]})
+    data = tmp_path / "rs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"task=file": f"gsm8k={test}", "task:dev,unseen=file": f"gsm8k:dev,unseen={test}",
+            "file": str(test)}[form]
+    out = tmp_path / "clean.jsonl"
+    assert main(["curate", str(data), "--out", str(out), "--near", "off",
+                 "--decontaminate", spec]) == 0
+    printed = capsys.readouterr().out
+    kept = [json.loads(line)["messages"][0]["content"] for line in open(out)]
+    step = next(s for s in json.load(open(f"{out}.manifest.json"))["steps"]
+                if s["step"] == "decontaminate")
+    [checked] = step["checked"]
+    assert checked["spec"] == spec and checked["file"] == str(test)
+    assert checked["file_rows"] == 12 and checked["ngram"] == 13
+    if form == "task:dev,unseen=file":  # the held-out half only: the train half stays
+        assert checked["splits"] == ["dev", "unseen"] and checked["items"] < 12
+        assert checked["ngrams"] == 3 * checked["items"]
+        assert kept == [questions[in_train], "an unrelated question"]
+        assert f"gsm8k's dev+unseen splits of {test} ({checked['items']} items)" in printed
+    else:  # the documented example: every row of the file
+        assert checked["splits"] == "all" and checked["items"] == 12
+        assert checked["ngrams"] == 36  # 12 questions x 3 distinct 13-grams
+        assert kept == ["an unrelated question"]
+        assert f"checked {spec}: all 12 rows of {test}, 36 distinct 13-grams" in printed
+    assert step["targets"] == (["gsm8k"] if form != "file" else [str(test)])
+
+
+def test_a_task_that_reads_no_file_refuses_one(tmp_path):
+    from corral.curate.decontam import load_test_set
+
+    (tmp_path / "x.jsonl").write_text('{"question": "a b c", "answer": "1"}\n')
+    with pytest.raises(CorralError, match="arithmetic reads no data file"):
+        load_test_set(f"arithmetic={tmp_path / 'x.jsonl'}")

@@ -1,7 +1,7 @@
 """`corral curate`: dedup, decontaminate and select training rows into a new file + manifest.
 
     corral curate train.jsonl --out train.curated.jsonl
-    corral curate train.jsonl --out clean.jsonl --decontaminate gsm8k=../shared/data/gsm8k/x.jsonl
+    corral curate train.jsonl --out clean.jsonl --decontaminate gsm8k=gsm8k_test.jsonl
     corral curate train.jsonl --out small.jsonl --semantic 0.95 --select 900 --select-method kcenter
     corral curate train.jsonl --out best.jsonl --select 500 --score-model smollm2-135m-instruct
 
@@ -36,7 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--semantic", default="off", help="MiniLM cosine threshold (e.g. 0.95), "
                    "or off")
     p.add_argument("--decontaminate", nargs="+", default=[], metavar="TASK_OR_FILE",
-                   help="test sets: a task (gsm8k=DATA, arithmetic, NAME:SPLIT) or data file")
+                   help="test sets to drop overlapping rows against: FILE (every row); NAME "
+                   "(a task's dev and unseen splits: arithmetic, gsm8k from the hub); "
+                   "NAME=FILE (every row of the task's local file: gsm8k=test.jsonl); "
+                   "NAME:SPLIT[,SPLIT][=FILE] (those splits only: gsm8k:dev,unseen=FILE). "
+                   "The output and the manifest say which rows of which file were checked")
     p.add_argument("--known-splits", action=argparse.BooleanOptionalAction, default=True,
                    help="also check sealed unseen rows and the dev/unseen files beside "
                         "X.train.jsonl")

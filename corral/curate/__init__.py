@@ -15,6 +15,7 @@ from corral.curate.decontam import (
     decontaminate,
     eval_items,
     known_splits,
+    load_test_set,
     overlaps,
     sealed_index,
 )
@@ -36,7 +37,8 @@ from corral.curate.text import Row, normalize, prompt_text, row_text, tokenize
 __all__ = [
     "CurateOptions", "CurateResult", "CurateRunOptions", "EvalItem", "Finding", "Row",
     "StepResult", "curate_file", "decontaminate", "embed", "eval_items", "exact_dedup",
-    "filter_by_score", "grader_scorer", "ifd_scores", "known_splits", "load_rows", "near_dedup",
+    "filter_by_score", "grader_scorer", "ifd_scores", "known_splits", "load_rows",
+    "load_test_set", "near_dedup",
     "normalize", "overlaps", "perplexity", "prompt_and_response", "prompt_text", "row_text",
     "run", "run_steps", "score_rows", "sealed_index", "select", "semantic_dedup", "tokenize",
 ]

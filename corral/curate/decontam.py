@@ -1,6 +1,6 @@
 """Decontamination: training rows that contain test items, by word n-gram overlap.
 
-    items = eval_items("gsm8k=../shared/data/gsm8k/test.jsonl") + eval_items("evals/x.jsonl")
+    items = eval_items("gsm8k=gsm8k_test.jsonl") + eval_items("evals/x.jsonl")
     items += [i for p in known_splits("data.train.jsonl") for i in eval_items(p)]
     result = decontaminate(rows, items, ngram=13, threshold=0.5, sealed=sealed_index())
 
@@ -43,30 +43,78 @@ HELD_OUT = ("dev", "unseen")  # the splits a task evaluates on; its train split 
 
 @dataclass(frozen=True)
 class EvalItem:
-    """One test item: where it is (id), the prompt text compared, and its test set (target:
-    the task name or file, as manifests and `corral lineage` name it)."""
+    """One test item: where it is (id), the prompt text compared, its test set (target:
+    the task name or file, as manifests and `corral lineage` name it) and the
+    --decontaminate spec it came from."""
     id: str
     text: str
     target: str
+    spec: str = ""
+
+
+SPEC_HELP = ("a data file (every row), a task (NAME: its dev and unseen splits), "
+             "NAME=FILE (every row of the task's local file, as the task reads it) or "
+             "NAME:SPLIT[,SPLIT][=FILE] (those splits only)")
 
 
 def eval_items(spec: str, seed: int = 0) -> list[EvalItem]:
-    """Test items of a data file (any corral row type; compared by its prompt) or of a task:
-    `NAME` (its dev and unseen splits), `NAME:SPLIT`, and `...=DATA` for a task reading a
-    local file (gsm8k=../shared/data/gsm8k/test.jsonl)."""
-    from corral.tasks import task_names
+    """Test items of one --decontaminate spec (see `load_test_set`)."""
+    return load_test_set(spec, seed)[0]
+
+
+def load_test_set(spec: str, seed: int = 0) -> tuple[list[EvalItem], dict]:
+    """(items, what was checked) of one spec. A data file: every row (any corral row type,
+    compared by its prompt). A task: `NAME` its dev and unseen splits (what it evaluates
+    on); `NAME=FILE` every row of its local FILE (gsm8k=gsm8k_test.jsonl: the whole test
+    file); `NAME:SPLIT[,SPLIT][=FILE]` only those splits (gsm8k:dev,unseen=FILE: the half of
+    FILE the task evaluates on, leaving its train half to train on). What was checked:
+    spec, target, file, splits ('all' for every row), items, and the file's rows."""
+    from corral.tasks import SPLITS, task_names
 
     if os.path.isfile(spec):
-        return _file_items(spec)
+        items = _file_items(spec)
+        return items, _checked(spec, spec, spec, "all", items)
     name, _, data = spec.partition("=")
     name, _, split = name.partition(":")
     if name in task_names():
-        return _task_items(name, (split,) if split else HELD_OUT, data, seed)
+        splits = tuple(s.strip() for s in split.split(",") if s.strip())
+        if data and not splits:  # every row of the file: the split that is all of it
+            if "test" not in SPLITS.get(name, ()):
+                raise CorralError(f"--decontaminate {spec}: {name} reads no data file; give "
+                                  f"{name} (its dev and unseen splits) or the file alone")
+            items = _task_items(name, ("test",), data, seed, spec)
+            return items, _checked(spec, name, data, "all", items)
+        items = _task_items(name, splits or HELD_OUT, data, seed, spec)
+        return items, _checked(spec, name, data or None, list(splits or HELD_OUT), items)
     if name.endswith((".jsonl", ".ndjson", ".json", ".parquet")):
         raise CorralError(f"--decontaminate {spec}: file not found; check the path")
     from corral.tasks import get_task
     get_task(name)  # raises the unknown-task error, with its did-you-mean
-    raise CorralError(f"--decontaminate {spec}: not a task or file")  # pragma: no cover
+    raise CorralError(f"--decontaminate {spec}: not a task or file; give "
+                      f"{SPEC_HELP}")  # pragma: no cover
+
+
+def _checked(spec: str, target: str, path: str | None, splits, items) -> dict:
+    from corral.data.files import read_rows
+
+    rows = sum(1 for _ in read_rows(path)) if path and os.path.isfile(path) else None
+    return {"spec": spec, "target": target, "file": path, "splits": splits,
+            "items": len(items), "file_rows": rows}
+
+
+def describe_checked(checked: dict) -> str:
+    """One line: what a spec checked, as the CLI prints it."""
+    where = f" of {checked['file']}" if checked.get("file") else ""
+    if checked["splits"] == "all":
+        rows = checked.get("file_rows")
+        what = f"all {checked['items']} rows{where}" if rows in (None, checked["items"]) \
+            else f"{checked['items']} items from the {rows} rows{where}"
+    else:
+        what = f"{checked['target']}'s {'+'.join(checked['splits'])} splits{where} " \
+               f"({checked['items']} items)"
+    grams = f", {checked['ngrams']} distinct {checked['ngram']}-grams" \
+        if "ngrams" in checked else ""
+    return f"checked {checked['spec']}: {what}{grams}"
 
 
 def _file_items(path: str) -> list[EvalItem]:
@@ -77,19 +125,21 @@ def _file_items(path: str) -> list[EvalItem]:
         if isinstance(row, Exception):
             raise CorralError(f"{source}: {row}; fix the row or leave {path} out of "
                               "--decontaminate")
-        items.append(EvalItem(source, texts_of([Row(row, source)], prompt=True)[0], path))
+        items.append(EvalItem(source, texts_of([Row(row, source)], prompt=True)[0], path,
+                              path))
     if not items:
         raise CorralError(f"--decontaminate {path}: the file has no rows; check it")
     return items
 
 
-def _task_items(name: str, splits, data: str, seed: int) -> list[EvalItem]:
+def _task_items(name: str, splits, data: str, seed: int, spec: str = "") -> list[EvalItem]:
     from corral.tasks import get_task
 
     items = []
     for split in splits:
         task = get_task(name, split=split, data=data, seed=seed)
-        items += [EvalItem(f"{name}:{split}:{item.source or k + 1}", prompt_text(item), name)
+        items += [EvalItem(f"{name}:{split}:{item.source or k + 1}", prompt_text(item), name,
+                           spec or name)
                   for k, item in enumerate(task.items)]
     return items
 
@@ -119,12 +169,16 @@ def sealed_index() -> dict[str, str]:
 
 
 def decontaminate(rows: list, items: list[EvalItem], ngram: int = 13, threshold: float = 0.5,
-                  sealed: dict | None = None) -> StepResult:
-    """Drop rows covering ≥ threshold of a test item's n-grams, or sealed as unseen."""
+                  sealed: dict | None = None, checked: list | None = None) -> StepResult:
+    """Drop rows covering ≥ threshold of a test item's n-grams, or sealed as unseen.
+    checked: what each spec checked (`load_test_set`); each gets its count of distinct n-grams,
+    and the step's params and notes say it."""
     if ngram < 1 or not 0 < threshold <= 1:
         raise CorralError(f"ngram {ngram}, threshold {threshold}: give ngram ≥ 1 and a "
                           "threshold in (0, 1]")
-    best, covered, total = overlaps(texts_of(rows), [item.text for item in items], ngram)
+    test_index = _test_index([item.text for item in items], ngram) if items else None
+    best, covered, total = overlaps(texts_of(rows), [item.text for item in items], ngram,
+                                    index=test_index)
     kept, findings = [], []
     for index, row in enumerate(rows):
         source, data = source_of(row, index), getattr(row, "data", row)
@@ -145,9 +199,25 @@ def decontaminate(rows: list, items: list[EvalItem], ngram: int = 13, threshold:
         if share < threshold:
             kept.append(row)
     targets = sorted({item.target for item in items})
+    checked = [{**c, "ngram": ngram, "ngrams": _ngrams_of(test_index, items, c["spec"])}
+               for c in checked or []]
+    notes = [describe_checked(c) for c in checked]
+    if sealed:
+        notes.append(f"checked {len(sealed)} sealed unseen rows by content hash")
     return StepResult("decontaminate", kept, findings,
                       params={"ngram": ngram, "threshold": threshold, "test_items": len(items),
-                              "targets": targets, "sealed_hashes": len(sealed or {})})
+                              "targets": targets, "sealed_hashes": len(sealed or {}),
+                              "checked": checked}, notes=notes)
+
+
+def _ngrams_of(index, items: list[EvalItem], spec: str) -> int:
+    """Distinct test n-grams of one spec's items (a short item's whole text counts as one)."""
+    if index is None:
+        return 0
+    keys, owners, _, short = index
+    mine = np.array([item.spec == spec for item in items], dtype=bool)
+    grams = len(np.unique(keys[mine[owners]])) if len(keys) else 0
+    return grams + sum(len(np.unique(whole[mine[docs]])) for whole, docs in short.values())
 
 
 def _test_index(texts: list[str], n: int):
@@ -189,15 +259,16 @@ def _matches(keys, owners, grams, docs):
     return docs[owner], owners[flat]
 
 
-def overlaps(train_texts: list[str], test_texts: list[str], n: int = 13):
+def overlaps(train_texts: list[str], test_texts: list[str], n: int = 13, index=None):
     """Per training text: (best item index or −1, covered n-grams of it, its n-gram count).
-    Best = the highest covered share; ties go to the earlier test item."""
+    Best = the highest covered share; ties go to the earlier test item. index: the test
+    texts' `_test_index`, when the caller already built it."""
     size = len(train_texts)
     best = np.full(size, -1, dtype=np.int64)
     covered, total = np.zeros(size, dtype=np.int64), np.ones(size, dtype=np.int64)
     if not test_texts or not train_texts:
         return best, covered, total
-    keys, owners, item_total, short = _test_index(test_texts, n)
+    keys, owners, item_total, short = index or _test_index(test_texts, n)
     docs, found = [], []
     for lo in range(0, size, TEXT_CHUNK):  # a chunk at a time: small temporaries
         hashes, offsets = encode(train_texts[lo:lo + TEXT_CHUNK])

@@ -1,6 +1,6 @@
 """The curation pipeline on a data file: steps in order, then output, report and manifest.
 
-    options = CurateOptions(decontaminate=("gsm8k=../shared/data/gsm8k/test.jsonl",),
+    options = CurateOptions(decontaminate=("gsm8k=gsm8k_test.jsonl",),
                             select=1000, select_method="kcenter")
     manifest = curate_file("train.jsonl", "train.curated.jsonl", options)
 
@@ -22,8 +22,8 @@ from corral.core.io import atomic_write_lines, file_sha256
 from corral.curate.decontam import (
     decontaminate,
     decontaminate_semantic,
-    eval_items,
     known_splits,
+    load_test_set,
     sealed_index,
 )
 from corral.curate.dedup import exact_dedup, near_dedup, semantic_dedup
@@ -40,7 +40,7 @@ class CurateOptions:
     ngram: int = 5
     num_perm: int = 128
     semantic: float | None = None  # cosine of MiniLM embeddings
-    decontaminate: tuple = ()  # task names (NAME[:SPLIT][=DATA]) or data files
+    decontaminate: tuple = ()  # data files, NAME, NAME=FILE, NAME:SPLIT[,SPLIT][=FILE]
     known_splits: bool = True  # sealed unseen hashes + dev/unseen files beside X.train.jsonl
     decontam_ngram: int = 13
     decontam_threshold: float = 0.5
@@ -74,10 +74,16 @@ def load_rows(path: str) -> list[Row]:
     return [Row(raw[r.source], r.source, r) for r in records]
 
 
-def _test_items(options: CurateOptions, train_path: str) -> list:
+def _test_items(options: CurateOptions, train_path: str) -> tuple[list, list]:
+    """(test items, what each spec checked) of --decontaminate and the known splits."""
     specs = (known_splits(train_path) if options.known_splits and train_path else []) + \
         list(options.decontaminate)
-    return [item for spec in specs for item in eval_items(spec, seed=options.seed)]
+    items, checked = [], []
+    for spec in dict.fromkeys(specs):
+        found, what = load_test_set(spec, seed=options.seed)
+        items += found
+        checked.append(what)
+    return items, checked
 
 
 def _field_scores(rows: list[Row], key: str) -> list[float]:
@@ -111,11 +117,11 @@ def run_steps(rows: list, options: CurateOptions, train_path: str = "",
 
     if options.exact:
         rows = step(exact_dedup(rows))
-    items = _test_items(options, train_path)
+    items, checked = _test_items(options, train_path)
     sealed = sealed_index() if options.known_splits else {}
     if items or sealed:
         rows = step(decontaminate(rows, items, options.decontam_ngram,
-                                  options.decontam_threshold, sealed))
+                                  options.decontam_threshold, sealed, checked))
     if items and options.decontam_semantic is not None:
         rows = step(decontaminate_semantic(rows, items, options.decontam_semantic))
     if options.near is not None:
@@ -160,6 +166,8 @@ def curate_file(in_path: str, out_path: str, options: CurateOptions = CurateOpti
         entry = result.summary()
         if "targets" in result.params:  # where `corral lineage` looks for what was checked
             entry["targets"] = result.params["targets"]
+        if "checked" in result.params:  # which rows of which file, how many n-grams
+            entry["checked"] = result.params["checked"]
         steps.append(entry)
     source = manifest_path(in_path)
     sources = [json.loads(source.read_text(encoding="utf-8"))] if source.is_file() else []
