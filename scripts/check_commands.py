@@ -19,7 +19,7 @@ import re
 import shlex
 import sys
 
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)  # list items indent
 
 
 def commands_in_markdown(text: str) -> list[list[str]]:
@@ -29,7 +29,7 @@ def commands_in_markdown(text: str) -> list[list[str]]:
     for block in FENCE.findall(text):
         lines, current = [], ""
         for line in block.splitlines():
-            current += line.rstrip()
+            current += line.strip()
             if current.endswith("\\"):
                 current = current[:-1] + " "
                 continue
