@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import re
 import shlex
@@ -42,7 +43,8 @@ TOP_DIRS = ("corral", "scripts", "bench", "examples", "tests", "docs", ".ci")
 # checked as if given.
 PLACEHOLDER = re.compile(r"<[A-Za-z]|\.\.\.|\$\{?[A-Za-z]")
 OPTIONAL = re.compile(r"(?:(?<=\s)|^)\[|\](?=\s|$)")
-NOT_COMMANDS = {"corral x"}  # the benchmarks' column "corral x" (corral's speed-up)
+# The benchmarks' column "corral x" (corral's speed-up); the how-to's new method `my`.
+NOT_COMMANDS = {"corral x", "corral my --help"}
 # Paths a how-to tells the reader to create.
 NEW_FILES = {"corral/methods/mymethod.py"}
 SECTIONS_NOT_KEYS = {"eval.py", "train.py"}  # dotted names that are files, not config keys
@@ -155,7 +157,7 @@ def path_problems(doc: str, text: str) -> list[str]:
     problems, subpackages = [], {p.name for p in (ROOT / "corral").iterdir() if p.is_dir()}
     top = "|".join(re.escape(d) for d in TOP_DIRS)
     for number, line in enumerate(text.split("\n"), 1):
-        for m in re.finditer(rf"(?<![\w./-])((?:{top})/[\w./-]*[\w/])(?![*{{<])", line):
+        for m in re.finditer(rf"(?<![\w./-])((?:{top})/[\w./-]*[\w/])(?![\w*{{<])", line):
             path = m.group(1)
             if path not in NEW_FILES and not (ROOT / path).exists():
                 problems.append(f"{doc}:{number}: no such path {path}")
@@ -166,7 +168,7 @@ def path_problems(doc: str, text: str) -> list[str]:
                     problems.append(f"{doc}:{number}: no such path {path}")
     for number, span in inline_code(text):
         for m in re.finditer(r"(?<![\w./-])(corral(?:\.[A-Za-z_]\w*)+)", span):
-            if not resolves(m.group(1)):
+            if not resolves(m.group(1)) and not renamed_here(text, number, span):
                 problems.append(f"{doc}:{number}: no such module or name {m.group(1)}")
     for number, module, names in imports(text):
         for name in names:
@@ -189,6 +191,13 @@ def imports(text: str) -> list[tuple[int, str, list[str]]]:
             module, _, name = m.group(1).rpartition(".")
             found.append((start + joined[:m.start()].count("\n"), module, [name]))
     return found
+
+
+def is_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def resolves(dotted: str) -> bool:
@@ -365,8 +374,13 @@ def renamed_keys() -> set[str]:
     return {old for _, m in registry().items() for old in getattr(m.config, "RENAMED", {})}
 
 
-# A renamed key may be named only where the line says it is old.
-OLD_NAME = re.compile(r"(?i)\b(old|renamed|ignored|deprecated|is now|was)\b")
+# A renamed key may be named only where the line says it is old; an old module name only as
+# `old` → `new`.
+OLD_NAME = re.compile(r"(?i)\b(old|renamed|moved|ignored|deprecated|still accepted|is now|was)\b")
+
+
+def renamed_here(text: str, number: int, span: str) -> bool:
+    return re.search(rf"`{re.escape(span)}`\s*(→|->)", line_of(text, number)) is not None
 
 
 def key_problems(doc: str, text: str) -> list[str]:
@@ -384,8 +398,8 @@ def key_problems(doc: str, text: str) -> list[str]:
             key = f"{section}.{name}"
             if section not in sections or name in FILE_EXT or key in SECTIONS_NOT_KEYS:
                 continue
-            if span[m.end():m.end() + 1] == "." and name != "*":
-                continue  # a longer dotted name (a module path), not a key
+            if span[m.end():m.end() + 1] == "." and name != "*" or is_module(f"corral.{key}"):
+                continue  # a module path (`data.preference`, `corral.eval.evaluate`), not a key
             if name == "*":
                 if not any(k.startswith(section + ".") for k in allowed):
                     problems.append(f"{doc}:{number}: no config section {section}")
@@ -466,6 +480,7 @@ def test_every_doc_is_checked_and_has_commands():
 PLANTED = """# Planted
 
 See `corral/kvcache.py`, `graders/judge9.py` and [graders](docs/graders.md); `corral.nowhere`.
+Old: `corral.sft` → `corral.methods.sft`; `data.pairs` is a module; `tests/test_api_*.py`.
 Good: `corral/infer/kvcache.py`, [rl](rl.md#resume), `corral.graders.judging.Judge`;
 an old `rl.value_coef` is ignored.
 
@@ -505,7 +520,7 @@ def test_planted_problems_are_caught():
     assert len(found["paths"]) == 4
     assert len(found["links"]) == 1 and "docs/graders.md" in text["links"]
     bad = {p.split(":")[1] for p in found["commands"]}
-    assert bad == {"8", "9", "10", "11", "12", "17"}, text["commands"]
+    assert bad == {"9", "10", "11", "12", "13", "18"}, text["commands"]
     assert "'rl.value_coef' is now 'ppo.value_coef'" in text["commands"]
     assert "train.nope" in text["commands"] and "unrecognized arguments: --nope" in text["commands"]
     assert [p.split(": ", 1)[1] for p in found["inline_commands"]] == [
@@ -518,7 +533,7 @@ def test_planted_problems_are_caught():
         "config key rl.value_coef does not exist for any method",
         "config key dpo.beta does not exist for rft/grpo/ppo",
         "config key rl.nope does not exist for any method"]
-    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:30"] * 2
+    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:31"] * 2
 
 
 def test_planted_issue_numbers_each_caught():
@@ -531,7 +546,7 @@ def test_planted_issue_numbers_each_caught():
 
 def test_commands_in_indented_and_fenced_blocks_are_found():
     lines = command_lines(PLANTED)
-    assert [n for n, _ in lines] == [7, 8, 9, 10, 11, 12, 13, 14, 17]
+    assert [n for n, _ in lines] == [8, 9, 10, 11, 12, 13, 14, 15, 18]
     assert lines[0][1] == ["eval", "--model", "m", "--task", "arithmetic", "-n", "8", "-k",
                            "1,8"]
     assert lines[-1][1][-1] == "train.nope=1"  # the continuation line joined
