@@ -33,7 +33,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
-        "bench/README.md"]
+        "bench/README.md", "examples/README.md"]
 SHELL = {"", "bash", "sh", "shell", "console"}
 TOP_DIRS = ("corral", "scripts", "bench", "examples", "tests", "docs", ".ci")
 # A command line is skipped when it holds a placeholder that cannot stand for one value:
@@ -417,7 +417,8 @@ def line_of(text: str, number: int) -> str:
 
 def yaml_problems(doc: str, text: str) -> list[str]:
     """A ```yaml block is a config: it must load for some method (or the one its first
-    comment names, `# corral rm`)."""
+    comment names, `# corral rm`); one whose first line is `# examples/rm.yaml` must hold that
+    file's keys and values."""
     import yaml
 
     from corral.core.config import ConfigNote, load_config
@@ -428,6 +429,12 @@ def yaml_problems(doc: str, text: str) -> list[str]:
         if lang not in ("yaml", "yml"):
             continue
         data = yaml.safe_load("\n".join(body)) or {}
+        shown = re.match(r"#\s*(examples/\S+\.yaml)", body[0].strip()) if body else None
+        if shown:  # a copy of an example config: the same keys and values as the file
+            if not (ROOT / shown.group(1)).is_file() or \
+                    yaml.safe_load((ROOT / shown.group(1)).read_text()) != data:
+                problems.append(f"{doc}:{start}: the YAML differs from {shown.group(1)}")
+            continue
         named = re.match(r"#\s*corral (\w+)", body[0].strip()) if body else None
         methods = [named.group(1)] if named else list(registry().names())
         errors = []
@@ -503,6 +510,10 @@ corral <method> [config.yaml] [key=value ...]
 rm: {center_coef: 0.01}
 train: {lr: fast}
 ```
+```yaml
+# examples/rm.yaml
+rm: {center_coef: 0.5}
+```
 
 The loss uses `rl.value_coef`, then `ppo.value_coef` and `rl.*`; `dpo.beta` on rl.md.
 Bad: `corral rl --resume RUN`, `corral eval --nope`, `corral rft rl.n=8 rl.nope=1`, `--nope-flag`;
@@ -526,14 +537,15 @@ def test_planted_problems_are_caught():
     assert [p.split(": ", 1)[1] for p in found["inline_commands"]] == [
         "no command `corral rl`", "`corral eval` has no flag --nope",
         "`corral rft` has no config key rl.nope"]
-    assert len(found["yaml"]) == 1 and "'train.lr' must be a number" in text["yaml"]
+    assert len(found["yaml"]) == 2 and "'train.lr' must be a number" in text["yaml"]
+    assert "differs from examples/rm.yaml" in text["yaml"]
     assert [p.split(": ", 1)[1] for p in found["flags"]] == [
         "no command has the flag --nope-flag"]
     assert [p.split(": ", 1)[1] for p in found["keys"]] == [
         "config key rl.value_coef does not exist for any method",
         "config key dpo.beta does not exist for rft/grpo/ppo",
         "config key rl.nope does not exist for any method"]
-    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:31"] * 2
+    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:35"] * 2
 
 
 def test_planted_issue_numbers_each_caught():
