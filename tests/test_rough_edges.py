@@ -4,6 +4,7 @@ what it checked; data.train mixes several files with weights."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -190,3 +191,157 @@ def test_a_task_that_reads_no_file_refuses_one(tmp_path):
     (tmp_path / "x.jsonl").write_text('{"question": "a b c", "answer": "1"}\n')
     with pytest.raises(CorralError, match="arithmetic reads no data file"):
         load_test_set(f"arithmetic={tmp_path / 'x.jsonl'}")
+
+
+# ------------------------------------------------------------ data.train mixtures
+def chat_rows(path, prefix, n, bad_line=0):
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"{prefix}{i}"},
+                                      {"role": "assistant", "content": f"a{i}"}]})
+             for i in range(n)]
+    if bad_line:
+        lines[bad_line - 1] = json.dumps({"messages": [{"role": "user", "content": "no reply"}],
+                                          "oops": 1})[:-1]  # cut: not valid JSON
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def pair_rows(path, prefix, n):
+    path.write_text("".join(json.dumps({"prompt": f"{prefix}{i}?", "chosen": f"yes{i}",
+                                        "rejected": f"no{i}"}) + "\n" for i in range(n)))
+    return str(path)
+
+
+def test_draw_arithmetic():
+    from corral.data.readers import draw
+
+    rows = list(range(10))
+    assert draw(rows, 1, "k") == rows and draw(rows, 2, "k") == rows + rows
+    half = draw(rows, 0.5, "k")
+    assert len(half) == 5 and len(set(half)) == 5 and half == sorted(half)
+    assert draw(rows, 0.5, "k") == half  # seeded by the key: the same half every run
+    assert draw(rows, 0.5, "other") != half or draw(rows, 0.5, "third") != half
+    again = draw(rows, 1.5, "k")
+    assert len(again) == 15 and again[:10] == rows and set(again[10:]) <= set(rows)
+    assert len(draw(rows, 0.25, "k")) == 2 and len(draw(rows, 3.2, "k")) == 32  # round(2.5)=2
+
+
+def test_config_takes_a_list_of_files_with_weights_and_a_string_as_before():
+    from corral.core.config import load_config, to_dict
+    from corral.core.sections import DataFile, SFTConfig, data_files
+
+    assert load_config(SFTConfig, None, ["data.train=a.jsonl"]).data.train == "a.jsonl"
+    cfg = load_config(SFTConfig, None, ["data.train=[a.jsonl,b.jsonl:0.5]"])
+    assert data_files(cfg.data.train) == [DataFile("a.jsonl"), DataFile("b.jsonl", 0.5)]
+    assert to_dict(cfg)["data"]["train"] == ["a.jsonl", "b.jsonl:0.5"]  # saved as a list
+    cfg = load_config(SFTConfig, None, [
+        "data.train=[{path: a.jsonl, weight: 2}, owner/set:train, C:/x.jsonl:1.5]"])
+    assert data_files(cfg.data.train) == [DataFile("a.jsonl", 2.0),
+                                          DataFile("owner/set:train"),
+                                          DataFile("C:/x.jsonl", 1.5)]
+    for bad, said in [("[a.jsonl:0]", "weight '0' must be a number > 0"),
+                      ("[a.jsonl:-1]", "must be a number > 0"),
+                      ("[a.jsonl,a.jsonl:2]", "names a.jsonl twice"),
+                      ("[{path: a.jsonl, wieght: 2}]", "give {path: FILE, weight: W}")]:
+        with pytest.raises(CorralError, match=re.escape(said)):
+            load_config(SFTConfig, None, [f"data.train={bad}"])
+
+
+def test_rows_per_file_follow_the_weights(tmp_path):
+    from corral.data.readers import load_preference_records, load_sft_records
+
+    a, b = chat_rows(tmp_path / "a.jsonl", "a", 6), chat_rows(tmp_path / "b.jsonl", "b", 10)
+    for spec, want in [((a, f"{b}:0.5"), (6, 5)), ((f"{a}:2", b), (12, 10)),
+                       ((f"{a}:0.5", f"{b}:1.5"), (3, 15))]:
+        records = load_sft_records(spec)
+        counted = tuple(sum(r.source.startswith(f"{p}:") for r in records) for p in (a, b))
+        assert counted == want, spec
+    p, q = pair_rows(tmp_path / "p.jsonl", "p", 4), pair_rows(tmp_path / "q.jsonl", "q", 4)
+    assert len(load_preference_records((p, f"{q}:2"))) == 12
+
+
+def test_a_bad_row_in_the_second_file_names_that_file_and_line(tmp_path):
+    from corral.data.readers import load_sft_records
+
+    a = chat_rows(tmp_path / "a.jsonl", "a", 4)
+    b = chat_rows(tmp_path / "b.jsonl", "b", 4, bad_line=3)
+    with pytest.raises(CorralError) as info:
+        load_sft_records((a, f"{b}:0.5"))
+    message = str(info.value)
+    assert f"{b}: 1 row(s) have problems" in message and f"{b}:3: not valid JSON" in message
+    assert f"{a}:" not in message and message.count("no training was started") == 1
+    # a bad row a weight would leave out is still reported: every row is checked
+    c = chat_rows(tmp_path / "c.jsonl", "c", 4, bad_line=1)
+    with pytest.raises(CorralError, match=re.escape(f"{c}:1: not valid JSON")):
+        load_sft_records((a, f"{c}:0.25"))
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_sealed_row_in_either_file_is_refused(tmp_path, monkeypatch, which):
+    from corral.core.config import load_config
+    from corral.core.sections import SFTConfig
+    from corral.methods import runner
+    from corral.methods.sft import METHOD
+
+    files = [chat_rows(tmp_path / "a.jsonl", "a", 4), chat_rows(tmp_path / "b.jsonl", "b", 4)]
+    unseen = tmp_path / "unseen.jsonl"
+    unseen.write_text(open(files[which]).read().splitlines()[2] + "\n")
+    cfg = load_config(SFTConfig, None, [f"data.train=[{files[0]},{files[1]}:0.5]",
+                                        f"data.unseen={unseen}"])
+    with pytest.raises(CorralError, match=re.escape(f"sealed unseen split ({files[which]}:3)")):
+        runner.prepare(METHOD, cfg, policy=object())  # refused before any model is needed
+
+
+def test_every_offline_method_reads_a_mixture(tmp_path):
+    from corral.core.config import load_config
+    from corral.methods import dpo, kto, rm
+
+    p, q = pair_rows(tmp_path / "p.jsonl", "p", 4), pair_rows(tmp_path / "q.jsonl", "q", 6)
+    mix = f"data.train=[{p}:2,{q}:0.5]"
+    assert len(dpo.read(load_config(dpo.DPOConfig, None, [mix]))[0]) == 8 + 3
+    assert len(rm.read(load_config(rm.RMConfig, None, [mix]))[0]) == 8 + 3
+    train, _ = kto.read(load_config(kto.KTOConfig, None, [mix]))
+    assert len(train) == 2 * (8 + 3)  # each pair: a desirable and an undesirable row
+
+
+def test_a_mixed_run_records_each_file_and_resume_checks_each(tmp_path, monkeypatch, capsys):
+    from corral.cli.app import main
+    from corral.core.io import file_sha256
+    from corral.testing import save_tiny
+
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    tiny = save_tiny(tmp_path / "tiny")
+    chat_rows(tmp_path / "a.jsonl", "a", 6)
+    chat_rows(tmp_path / "b.jsonl", "b", 6)
+    argv = ["sft", f"model.name={tiny}", "data.train=[a.jsonl,b.jsonl:0.5]", "run.name=mix",
+            "train.max_steps=2", "train.save_every=1", "train.batch_tokens=128",
+            "train.progress=false", "lora.r=4"]
+    assert main(argv) == 0
+    lineage = json.loads((tmp_path / "runs" / "mix" / "lineage.json").read_text())
+    assert [(d["path"], d["weight"], d["sha256"]) for d in lineage["data"]] == [
+        ("a.jsonl", 1.0, file_sha256("a.jsonl")), ("b.jsonl", 0.5, file_sha256("b.jsonl"))]
+    capsys.readouterr()
+    assert main(["lineage", "mix"]) == 0
+    shown = capsys.readouterr().out
+    assert "data: a.jsonl (sha256" in shown and "data: b.jsonl (sha256" in shown
+    assert "weight 0.5" in shown
+    chat_rows(tmp_path / "b.jsonl", "c", 6)  # the second file's contents change
+    assert main(["sft", "--resume", "mix"]) == 2
+    err = capsys.readouterr().err
+    assert "data.train (contents of b.jsonl)" in err and "--allow-change data.train" in err
+    assert "a.jsonl" not in err
+
+
+def test_rl_prompts_read_a_mixture(tmp_path):
+    from corral.methods.rl import load_items, load_rl_config
+
+    def items(path, prefix, n):
+        path.write_text("".join(json.dumps({"messages": [{"role": "user", "content":
+                                                          f"{prefix}{i}?"}], "answer": i})
+                                + "\n" for i in range(n)))
+        return str(path)
+
+    a, b = items(tmp_path / "a.jsonl", "a", 4), items(tmp_path / "b.jsonl", "b", 6)
+    train, *_ = load_items(load_rl_config(None, [f"data.train=[{a},{b}:0.5]"]))
+    assert [sum(i.source.startswith(f"{p}:") for i in train) for p in (a, b)] == [4, 3]
+    assert load_rl_config(None, [f"data.train={a}"]).data.train == a

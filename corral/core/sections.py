@@ -7,10 +7,13 @@ base every method's config extends with its own section:
 """
 from __future__ import annotations
 
+import math
 import re
+import typing
 from dataclasses import dataclass
 
 from corral.core.config import check_choice, opt, require
+from corral.core.errors import CorralError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MASKS = ("assistant", "all", "last")
@@ -52,9 +55,81 @@ class LoraConfig:
                    "lora.target_modules is empty; use all-linear or module names")])
 
 
+# data.train's type: a string (one file, kept as given) or a list (a mixture, kept as a tuple
+# of 'PATH[:WEIGHT]'); named so the config reference and --help show it in words.
+TrainData = typing.NewType("str or list", object)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of data.train and how many times each of its rows is drawn per epoch."""
+    path: str
+    weight: float = 1.0
+
+
+def data_files(train) -> list[DataFile]:
+    """data.train as files. A string is one file, exactly as given (weight 1). A list mixes
+    several: each `PATH`, `PATH:WEIGHT` or {path, weight}. A weight is how many times each
+    row of that file is drawn per epoch: 2 draws every row twice, 0.5 a fixed half of the
+    rows (chosen by a seed from the file's path), 1.5 every row once and that half again."""
+    if isinstance(train, str):
+        return [DataFile(train)] if train else []
+    files = [_data_file(entry, k) for k, entry in enumerate(train or (), 1)]
+    paths = [f.path for f in files]
+    twice = next((p for p in paths if paths.count(p) > 1), None)
+    if twice:
+        raise CorralError(f"data.train names {twice} twice; give it once, with a weight "
+                          f"({twice}:2 draws each row twice)")
+    return files
+
+
+def train_spec(value):
+    """data.train as the config keeps it: a string as given, or a mixture as a tuple of
+    'PATH' / 'PATH:WEIGHT' strings (hashable, and saved back as the same list)."""
+    if isinstance(value, str) or value is None:
+        return value or ""
+    if not isinstance(value, (list, tuple)):
+        raise CorralError(f"data.train must be a file or a list of files (PATH or "
+                          f"PATH:WEIGHT); got {value!r}")
+    return tuple(f.path if f.weight == 1 else f"{f.path}:{f.weight:g}"
+                 for f in data_files(value))
+
+
+def _data_file(entry, k: int) -> DataFile:
+    where = f"data.train entry {k}"
+    if isinstance(entry, dict):
+        unknown = set(entry) - {"path", "weight"}
+        if unknown or not isinstance(entry.get("path"), str) or not entry["path"]:
+            raise CorralError(f"{where} {entry!r}: give {{path: FILE, weight: W}} "
+                              "(weight optional, default 1)")
+        return DataFile(entry["path"], _weight(entry.get("weight", 1), where))
+    if not isinstance(entry, str) or not entry.strip():
+        raise CorralError(f"{where} {entry!r}: give a file, as PATH or PATH:WEIGHT")
+    path, _, tail = entry.strip().rpartition(":")
+    try:
+        float(tail)
+    except ValueError:  # no weight: a colon of the path itself (owner/name:split, C:\...)
+        return DataFile(entry.strip())
+    return DataFile(path, _weight(tail, where)) if path else DataFile(entry.strip())
+
+
+def _weight(value, where: str) -> float:
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = math.nan
+    if isinstance(value, bool) or not math.isfinite(weight) or weight <= 0:
+        raise CorralError(f"{where}: weight {value!r} must be a number > 0 (2 draws each row "
+                          "twice, 0.5 half of the rows); drop the file to leave it out")
+    return weight
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    train: str = opt("", ".jsonl | .json | .parquet | HF dataset id")
+    train: TrainData = opt("", ".jsonl | .json | .parquet | HF dataset id; or a list mixing "
+                             "several, [a.jsonl,b.jsonl:0.5], each PATH or PATH:WEIGHT "
+                             "(weight = draws of each row per epoch: 2 twice, 0.5 a fixed "
+                             "half)")
     validation: str = opt("", "held-out rows of the same format (loss and metrics)")
     task: str = opt("", "train on a built-in task's training items, rendered as eval renders "
                     "them (arithmetic, gsm8k) instead of data.train")
@@ -64,6 +139,9 @@ class DataConfig:
     mask: str = opt("assistant", "assistant | all | last: which tokens carry loss")
     max_errors: int = opt(20, "bad rows reported before the run stops")
     unseen: str = opt("", "a split file whose rows must never be trained on")
+
+    def __post_init__(self):
+        object.__setattr__(self, "train", train_spec(self.train))
 
     def validate(self) -> None:
         check_choice("data.mask", self.mask, MASKS)

@@ -1,6 +1,9 @@
 """Read data (.jsonl, .json, .parquet or a Hugging Face dataset id) into validated records.
 
 Every row is checked; problems are collected as `file:line: what is wrong` and raised together.
+A data.train mixture (several files with weights, `corral.core.sections.data_files`) is read
+file by file, every row of each validated, then each file's records drawn `weight` times
+(`draw`), the files in the order given.
 """
 from __future__ import annotations
 
@@ -17,11 +20,15 @@ PREFERENCE_FORMATS = ("'prompt' + 'chosen' + 'rejected', 'chosen' + 'rejected' (
 FEEDBACK_FORMATS = "'prompt' + 'completion' + 'label'"
 ITEM_FORMATS = "'messages' (ending with the user's turn), 'prompt', or 'question' + 'answer'"
 IDENTICAL = "'chosen' and 'rejected' are identical; there is nothing to prefer"
+_DONE = "fix these rows and run again; no training was started"
 
 
-def _load(path: str, parse_row: Callable[[dict, str], object], accepted: str,
+def _load(path, parse_row: Callable[[dict, str], object], accepted: str,
           max_errors: int) -> list:
-    """Parse every row; raise one CorralError listing the problems, or return the records."""
+    """Parse every row; raise one CorralError listing the problems, or return the records.
+    `path` may be a data.train mixture: every file checked, then drawn by its weight."""
+    if isinstance(path, (list, tuple)):
+        return _load_mixture(path, parse_row, accepted, max_errors)
     records, problems, n_problems = [], [], 0
     for source, row in read_rows(path):
         try:
@@ -34,12 +41,37 @@ def _load(path: str, parse_row: Callable[[dict, str], object], accepted: str,
                 problems.append(f"{source}: {e}")
     if n_problems:
         more = [f"... and {n_problems - len(problems)} more"] if n_problems > len(problems) else []
-        done = "fix these rows and run again; no training was started"
         raise CorralError("\n".join([f"{path}: {n_problems} row(s) have problems:", *problems,
-                                     *more, done]))
+                                     *more, _DONE]))
     if not records:
         raise CorralError(f"{path} has no rows; expected rows with {accepted}")
     return records
+
+
+def _load_mixture(spec, parse_row, accepted: str, max_errors: int) -> list:
+    from corral.core.sections import data_files
+
+    records, failed = [], []
+    for f in data_files(spec):
+        try:
+            records += draw(_load(f.path, parse_row, accepted, max_errors), f.weight, f.path)
+        except CorralError as e:  # every file checked before any stops the run
+            failed.append(str(e).removesuffix(f"\n{_DONE}"))
+    if failed:
+        raise CorralError("\n".join([*failed, _DONE]))
+    return records
+
+
+def draw(records: list, weight: float, key: str) -> list:
+    """The records of one mixed file, `weight` draws of each per epoch: every record
+    int(weight) times, then round(frac(weight) * n) distinct records once more, chosen by a
+    generator seeded with `key` (the file's path: the same rows every run), in file order."""
+    import random
+
+    whole, frac = divmod(float(weight), 1.0)
+    extra = round(frac * len(records))
+    picked = sorted(random.Random(f"corral-mix:{key}").sample(range(len(records)), extra))
+    return list(records) * int(whole) + [records[i] for i in picked]
 
 
 def _no_format(row: dict, accepted: str) -> RowError:

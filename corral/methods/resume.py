@@ -9,6 +9,7 @@ from pathlib import Path
 
 from corral.core.config import closest, read_yaml, to_dict
 from corral.core.errors import CorralError
+from corral.core.sections import data_files
 from corral.store.runs import data_entry
 
 # Keys that change how a run is watched, not what it computes: free to change on resume.
@@ -48,8 +49,8 @@ def check_resume(cfg) -> dict:
     allowed = set(cfg.run.allow_change)
     refused = {k: v for k, v in changes.items() if k.split("#")[0] not in allowed}
     if refused:
-        listed = "; ".join(f"{k.split('#')[0]} {_show(k, a)} -> {_show(k, b)}"
-                           for k, (a, b) in refused.items())
+        listed = "; ".join(f"{_label(k) if k.count('#') > 1 else k.split('#')[0]} "
+                           f"{_show(k, a)} -> {_show(k, b)}" for k, (a, b) in refused.items())
         keys = " ".join(f"--allow-change {k}" for k in dict.fromkeys(
             k.split("#")[0] for k in refused))
         raise CorralError(f"resuming run '{run}' would change {listed}; drop the change to "
@@ -61,8 +62,16 @@ def check_resume(cfg) -> dict:
 def record_resume(store, changes: dict) -> None:
     """One line per resume in the run's resumes.jsonl (`RunStore.append_resume`); a data
     file's contents change is keyed `data.train (contents)`."""
-    store.append_resume({k.split("#")[0] + (" (contents)" if "#" in k else ""): v
-                         for k, v in changes.items()})
+    store.append_resume({_label(k): v for k, v in changes.items()})
+
+
+def _label(key: str) -> str:
+    """`data.train (contents)`, or `data.train (contents of FILE)` for a mixture's file."""
+    name, _, rest = key.partition("#")
+    if not rest:
+        return name
+    path = rest.partition("#")[2]
+    return f"{name} (contents of {path})" if path else f"{name} (contents)"
 
 
 def _data_changes(run: Path, cfg) -> dict:
@@ -75,12 +84,14 @@ def _data_changes(run: Path, cfg) -> dict:
     changes = {}
     for key in DATA_KEYS:
         section, _, name = key.partition(".")
-        path = getattr(getattr(cfg, section), name, "")
-        before = by_path.get(str(path)) if path else None
-        if before:
-            now = data_entry(path).get("sha256")
-            if now and now != before:
-                changes[f"{key}#sha256"] = [before, now]
+        value = getattr(getattr(cfg, section), name, "")
+        mixed = isinstance(value, (list, tuple))  # a data.train mixture: every file
+        for path in [f.path for f in data_files(value)] if mixed else [value]:
+            before = by_path.get(str(path)) if path else None
+            if before:
+                now = data_entry(path).get("sha256")
+                if now and now != before:
+                    changes[f"{key}#sha256" + (f"#{path}" if mixed else "")] = [before, now]
     return changes
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from corral.core.config import check_choice, opt, require
-from corral.core.sections import MethodConfig, TrainConfig
+from corral.core.sections import MethodConfig, TrainConfig, TrainData, train_spec
 
 
 @dataclass(frozen=True)
@@ -14,12 +14,16 @@ class RLDataConfig:
     task: str = opt("", "built-in task (arithmetic, gsm8k, ifeval-like): its train/dev/unseen "
                     "splits")
     task_data: str = opt("", "the task's local data file, when it has one (gsm8k)")
-    train: str = opt("", "RFT items: OpenAI RFT jsonl (messages + fields the grader reads)")
+    train: TrainData = opt("", "RFT items: OpenAI RFT jsonl (messages + fields the grader "
+                           "reads); or a list mixing several, each PATH or PATH:WEIGHT")
     validation: str = opt("", "dev items, for the learning curve")
     unseen: str = opt("", "held-out items, evaluated once at the end (never trained on)")
     limit: int = opt(0, "training prompts (0 = all)")
     max_prompt_length: int = opt(1024, "tokens; a longer prompt is an error")
     max_errors: int = opt(20, "bad rows reported before the run stops")
+
+    def __post_init__(self):
+        object.__setattr__(self, "train", train_spec(self.train))
 
     def validate(self) -> None:
         require([(self.limit >= 0, f"data.limit={self.limit} must be >= 0 (0 = all)"),

@@ -18,6 +18,7 @@ import torch
 
 from corral.core.config import to_dict, validate_config
 from corral.core.errors import CorralError
+from corral.core.sections import data_files as mixture
 from corral.data.render import check_template
 from corral.data.splits import refuse_unseen
 from corral.eval.evaluate import combine, task_evaluator
@@ -134,13 +135,25 @@ def fit(policy, objective, source, cfg, store: RunStore, method: str, data_files
     log("plan: " + ", ".join(f"{k}={_fmt(v)}" for k, v in numbers.items()))
     store.write_config(to_dict(cfg))
     lora = getattr(getattr(cfg, "lora", None), "enabled", False)
-    store.write_lineage(cfg.model.name, [p for p in data_files if p], cfg.run.parent,
+    store.write_lineage(cfg.model.name, lineage_files(data_files), cfg.run.parent,
                         {"method": method, "lora": lora, "plan": numbers})
     try:
         return train(policy, objective, source, cfg.train, store, evaluator=evaluator,
                      resume=cfg.run.resume)
     finally:
         store.close()
+
+
+def lineage_files(specs) -> list:
+    """The data files for lineage.json: a path as given, or each file of a data.train
+    mixture with its weight (lineage hashes each, and resume checks each hash)."""
+    out = []
+    for spec in specs:
+        if isinstance(spec, (list, tuple)):
+            out += [{"path": f.path, "weight": f.weight} for f in mixture(spec)]
+        elif spec:
+            out.append(spec)
+    return out
 
 
 def heldout(objective, batches):

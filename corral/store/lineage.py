@@ -133,7 +133,9 @@ def _walk(run: Path, root: Path, lines, flags, indent: str, seen: set, ancestors
         manifest = _manifest_of(entry)
         sha = (entry.get("sha256") or "")[:12]
         kind = f", {manifest.get('kind')}" if manifest else ", no manifest (hand-made or unknown)"
-        lines.append(f"{indent}├─ data: {entry.get('path')} (sha256 {sha}{kind})")
+        weight = f", weight {entry['weight']:g}" if isinstance(entry.get("weight"),
+                                                               (int, float)) else ""
+        lines.append(f"{indent}├─ data: {entry.get('path')} (sha256 {sha}{weight}{kind})")
         if not manifest:
             continue
         for g in _generators(manifest):

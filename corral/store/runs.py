@@ -183,12 +183,14 @@ class RunStore:
 
     def write_lineage(self, base_model: str, data_files: list, parent_run: str = "",
                       extra: dict | None = None) -> Path:
-        """lineage.json: base model, sha256 of each data file, parent run, corral version."""
+        """lineage.json: base model, sha256 of each data file, parent run, corral version.
+        A data file is a path, or {"path": ..., more fields} (a mixed file's weight)."""
         from corral import __version__
 
         lineage = {
             "base_model": str(base_model),
-            "data": [data_entry(p) for p in data_files if p],
+            "data": [{**data_entry(p["path"]), **{k: v for k, v in p.items() if k != "path"}}
+                     if isinstance(p, dict) else data_entry(p) for p in data_files if p],
             "parent_run": parent_run or None,
             "corral_version": __version__,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
