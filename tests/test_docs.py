@@ -26,6 +26,7 @@ import importlib.util
 import io
 import re
 import shlex
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -415,6 +416,70 @@ def line_of(text: str, number: int) -> str:
     return text.split("\n")[number - 1]
 
 
+def python_snippets(text: str) -> list[tuple[int, str, bool]]:
+    """(line number, code, whether it must parse) of python code: ```python blocks (must
+    parse), indented blocks that import corral, inline spans that build an `...Options(`."""
+    found = []
+    for start, lang, body in code_blocks(text):
+        code = textwrap.dedent("\n".join(body))
+        if lang == "python" or (lang == "" and re.search(r"^(from|import) corral", code, re.M)):
+            found.append((start, code, lang == "python"))
+    found += [(number, span, False) for number, span in inline_code(text) if "Options(" in span]
+    return found
+
+
+def options_problems(doc: str, text: str) -> list[str]:
+    """Python examples: ```python blocks parse; every `corral.api` options object is built with
+    fields it has, and TrainOptions' overrides load for its method."""
+    import ast
+    import dataclasses
+
+    from corral import api
+
+    problems = []
+    for number, code, strict in python_snippets(text):
+        try:
+            tree = ast.parse(code)
+        except SyntaxError as exc:
+            if strict:
+                problems.append(f"{doc}:{number + (exc.lineno or 1) - 1}: python does not "
+                                f"parse: {exc.msg}")
+            continue
+        for node in ast.walk(tree):
+            name = getattr(node, "func", None)
+            name = getattr(name, "attr", None) or getattr(name, "id", None)
+            if not isinstance(node, ast.Call) or name not in api.__all__ or \
+                    not name.endswith("Options"):
+                continue
+            at = number + node.lineno - 1
+            fields = {f.name for f in dataclasses.fields(getattr(api, name))}
+            for keyword in node.keywords:
+                if keyword.arg and keyword.arg not in fields:
+                    problems.append(f"{doc}:{at}: {name} has no field {keyword.arg}")
+            if name == "TrainOptions":
+                problems += [f"{doc}:{at}: {e}" for e in train_options_error(node)]
+    return problems
+
+
+def train_options_error(node) -> list[str]:
+    """`TrainOptions("dpo", overrides=("key=value", ...))` with literal strings: its config."""
+    import ast
+
+    from corral.cli.app import build_parser
+
+    try:
+        method = ast.literal_eval(node.args[0]) if node.args else None
+        overrides = next((ast.literal_eval(k.value) for k in node.keywords
+                          if k.arg == "overrides"), ())
+    except ValueError:
+        return []  # not literals: nothing to check
+    if not isinstance(method, str):
+        return []
+    args = build_parser().parse_args([method, *overrides]) if method else None
+    error = config_error(args) if args else ""
+    return [f"TrainOptions({method!r}): {error}"] if error else []
+
+
 def yaml_problems(doc: str, text: str) -> list[str]:
     """A ```yaml block is a config: it must load for some method (or the one its first
     comment names, `# corral rm`); one whose first line is `# examples/rm.yaml` must hold that
@@ -468,7 +533,8 @@ def standalone_problems(doc: str, text: str) -> list[str]:
 
 CHECKS = {"paths": path_problems, "links": link_problems, "commands": command_problems,
           "inline_commands": inline_command_problems, "flags": flag_problems,
-          "keys": key_problems, "yaml": yaml_problems, "standalone": standalone_problems}
+          "keys": key_problems, "yaml": yaml_problems, "python": options_problems,
+          "standalone": standalone_problems}
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -514,6 +580,10 @@ train: {lr: fast}
 # examples/rm.yaml
 rm: {center_coef: 0.5}
 ```
+```python
+api.train(api.TrainOptions("dpo", overrides=("dpo.beta=0.1", "dpo.nope=1"), resume_from=1))
+api.run_eval(api.EvalOptions(model=["m"], task="arithmetic", samples=4))
+```
 
 The loss uses `rl.value_coef`, then `ppo.value_coef` and `rl.*`; `dpo.beta` on rl.md.
 Bad: `corral rl --resume RUN`, `corral eval --nope`, `corral rft rl.n=8 rl.nope=1`, `--nope-flag`;
@@ -539,13 +609,18 @@ def test_planted_problems_are_caught():
         "`corral rft` has no config key rl.nope"]
     assert len(found["yaml"]) == 2 and "'train.lr' must be a number" in text["yaml"]
     assert "differs from examples/rm.yaml" in text["yaml"]
+    assert [p.split(": ", 1)[1] for p in found["python"]] == [
+        "TrainOptions has no field resume_from",
+        "TrainOptions('dpo'): unknown config key 'dpo.nope'; valid keys: loss, beta, "
+        "label_smoothing, rpo_alpha, simpo_gamma, orpo_lambda, reference",
+        "EvalOptions has no field samples"]
     assert [p.split(": ", 1)[1] for p in found["flags"]] == [
         "no command has the flag --nope-flag"]
     assert [p.split(": ", 1)[1] for p in found["keys"]] == [
         "config key rl.value_coef does not exist for any method",
         "config key dpo.beta does not exist for rft/grpo/ppo",
         "config key rl.nope does not exist for any method"]
-    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:35"] * 2
+    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:39"] * 2
 
 
 def test_planted_issue_numbers_each_caught():
