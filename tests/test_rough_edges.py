@@ -345,3 +345,12 @@ def test_rl_prompts_read_a_mixture(tmp_path):
     train, *_ = load_items(load_rl_config(None, [f"data.train=[{a},{b}:0.5]"]))
     assert [sum(i.source.startswith(f"{p}:") for i in train) for p in (a, b)] == [4, 3]
     assert load_rl_config(None, [f"data.train={a}"]).data.train == a
+
+
+def test_a_weight_on_a_single_file_points_to_the_list_form(tmp_path):
+    from corral.data.readers import load_sft_records
+
+    a = chat_rows(tmp_path / "a.jsonl", "a", 2)
+    with pytest.raises(CorralError, match=re.escape(f"a weight needs a list of files: "
+                                                    f"data.train=[{a}:0.5]")):
+        load_sft_records(f"{a}:0.5")

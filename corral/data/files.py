@@ -40,6 +40,10 @@ def read_rows(path) -> Iterator[tuple[str, dict | Exception]]:
         return _reader_for(path)(path)
     if _looks_like_hf_id(path):
         return _read_hf(path)
+    head, _, tail = path.rpartition(":")
+    if head and os.path.isfile(head) and re.fullmatch(r"[\d.]+", tail):
+        raise CorralError(f"data file not found: {path}; a weight needs a list of files: "
+                          f"data.train=[{path}] (or drop :{tail})")
     raise CorralError(f"data file not found: {path}; check the path, or give a Hugging Face "
                       "dataset id like owner/name or owner/name:split")
 
