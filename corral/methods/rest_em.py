@@ -127,7 +127,7 @@ def run(opts, log=None) -> RestEMResult:
         generator = generator_for(model, root=opts.root, batch_size=opts.engine_batch,
                                   key="--model")
         synthesize(generator, task, out, params, replace(recipe, round=r), grader=grader,
-                   batch_size=opts.batch_size, log=log)
+                   batch_size=opts.batch_size, log=log, retry_failed=opts.retry_failed)
         return out
 
     def train(data, start, r):
