@@ -5,6 +5,10 @@ score of greedy answers on the unseen split before and after PPO, the KL, and th
 exact-answer accuracy for both models; see docs/rl.md.
 
     .venv/bin/python scripts/demo_ppo.py [--sft-steps 20] [--rm-pairs 240] [--ppo-steps 24]
+
+Seeds: train.seed 0 for each run and evaluation seed 0; the RM's pairs come from
+`make_rows(seed=100)` with wrong answers drawn by seed 1. `--model DIR` swaps the embedded
+model (tests run the whole chain on the tiny test model with a few steps).
 """
 from __future__ import annotations
 
@@ -40,11 +44,11 @@ def commands(args, out: Path, tag: str, pairs: str) -> dict[str, list[str]]:
               "train.seed=0"]
     sft = str(out / f"sft-{tag}" / "final")
     return {
-        "sft": ["sft", "model.name=smollm2-135m-instruct",
+        "sft": ["sft", f"model.name={args.model}",
                 f"data.train={REPO / 'corral/assets/quickstart_train.jsonl'}",
                 f"train.max_steps={args.sft_steps}", "train.lr=2e-4", "train.batch_tokens=2048",
                 f"run.name=sft-{tag}", *common],
-        "rm": ["rm", "model.name=smollm2-135m-instruct", f"data.train={pairs}", "train.lr=2e-4",
+        "rm": ["rm", f"model.name={args.model}", f"data.train={pairs}", "train.lr=2e-4",
                "train.epochs=1", "train.batch_tokens=1024", "train.warmup_ratio=0.1",
                f"run.name=rm-{tag}", *common],
         "ppo": ["ppo", f"model.name={sft}", f"rl.reward_model=rm-{tag}", "data.task=arithmetic",
@@ -61,13 +65,14 @@ def commands(args, out: Path, tag: str, pairs: str) -> dict[str, list[str]]:
     }
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sft-steps", type=int, default=20)
     ap.add_argument("--rm-pairs", type=int, default=240)
     ap.add_argument("--ppo-steps", type=int, default=24)
     ap.add_argument("--eval-limit", type=int, default=40)
     ap.add_argument("--out", default="runs/demo-ppo")
+    ap.add_argument("--model", default="smollm2-135m-instruct")
     args = ap.parse_args(argv)
     from corral.store.runs import read_jsonl
     from corral.tasks.arithmetic import make_rows
@@ -94,6 +99,7 @@ def main(argv=None) -> None:
         "seconds": seconds, "runs": str(out)}
     (out / f"report-{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

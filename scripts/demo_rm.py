@@ -2,6 +2,9 @@
 vs. the same working with a perturbed result) and report held-out accuracy; see docs/reward.md.
 
     .venv/bin/python scripts/demo_rm.py [--train 300] [--heldout 100] [--lm-baseline]
+
+Seeds: rows from `make_rows(seed=0)`, wrong answers by seeds 1 (train) and 2 (held out),
+train.seed 0. `--model DIR` swaps the embedded model (the tests use the tiny test model).
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def likelihood_accuracy(policy, pairs) -> float:
 
 def overrides(args, train: str, dev: str, out: Path) -> list[str]:
     """The `corral rm` config of the demo (seed 0: data order and head init)."""
-    return ["model.name=smollm2-135m-instruct", f"data.train={train}", f"data.validation={dev}",
+    return [f"model.name={args.model}", f"data.train={train}", f"data.validation={dev}",
             f"train.lr={args.lr}", f"train.epochs={args.epochs}", "train.batch_tokens=1024",
             "train.warmup_ratio=0.1", "train.log_every=5", "train.progress=false", "lora.r=16",
             "train.seed=0", f"run.root={out}", f"run.name=rm-{time.strftime('%Y%m%d-%H%M%S')}"]
@@ -67,13 +70,14 @@ def parse(argv=None):
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--out", default="runs-demo-rm")
+    ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--untrained", action="store_true", help="also score the untrained head")
     ap.add_argument("--lm-baseline", action="store_true",
                     help="also report how often the base LM's likelihood prefers the chosen reply")
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     args = parse(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,13 +97,15 @@ def main(argv=None) -> None:
     store = run_rm(cfg, rm=rm)
     minutes = (time.perf_counter() - t0) / 60
     after = read_jsonl(store.path / "metrics.jsonl")[-1]
-    print(json.dumps({
+    report = {
         "train_pairs": args.train, "heldout_pairs": built.numbers["heldout_pairs"],
         "minutes": round(minutes, 2),
         "base_lm_likelihood_accuracy": lm_acc,
         "untrained_head_accuracy": untrained,
         "heldout_accuracy": round(after["eval/accuracy"], 3),
-        "heldout_margin": round(after["eval/margin"], 3), "run": str(store.path)}, indent=2))
+        "heldout_margin": round(after["eval/margin"], 3), "run": str(store.path)}
+    print(json.dumps(report, indent=2))
+    return report
 
 
 def _records(path: str):

@@ -27,10 +27,10 @@ def script(name: str):
 check = script("check_commands").check
 
 
-def record(name: str, tmp_path, *parts: str) -> list[list[str]]:
+def record(name: str, tmp_path, *parts: str, **env) -> list[list[str]]:
     """The corral commands a shell demo would run (CORRAL_RECORD mode: nothing runs)."""
     out = tmp_path / f"{name}.commands.jsonl"
-    env = {**os.environ, "CORRAL_RECORD": str(out)}
+    env = {**os.environ, **env, "CORRAL_RECORD": str(out)}
     done = subprocess.run(["bash", str(SCRIPTS / f"{name}.sh"), *parts], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -54,6 +54,27 @@ def test_rejection_demo_chains_its_files(tmp_path):
     assert base[base.index("--model") + 1] == "smollm2-135m-instruct"
     assert student[student.index("--model") + 1] == "rs-sft"
     assert base[base.index("--split") + 1] == student[student.index("--split") + 1] == "unseen"
+
+
+@pytest.mark.skipif(not (GSM8K / "test.jsonl").is_file(), reason="needs the GSM8K files")
+def test_rejection_demo_runs_on_the_tiny_model(tmp_path, monkeypatch, capsys):
+    """The whole chain, in-process: sample (a grader that keeps any answer, since the tiny
+    model never solves GSM8K), SFT on the kept rows, both evals, the paired comparison."""
+    from corral.cli.app import main
+    from corral.testing import save_tiny
+
+    tiny = save_tiny(tmp_path / "tiny")
+    commands = record("demo_rejection_gsm8k", tmp_path, MODEL=tiny, LIMIT="3", N="2",
+                      TOKENS="6", EVAL_LIMIT="3", GRADER="regex:.", GSM8K=str(GSM8K))
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        assert main(argv) == 0, argv
+    kept = (tmp_path / "rs" / "round1.jsonl").read_text().splitlines()
+    assert 1 <= len(kept) <= 3  # --keep 1: at most one sample per prompt (an empty one fails)
+    assert (tmp_path / "runs" / "rs-sft" / "final").is_dir()
+    capsys.readouterr()
+    script("paired").main(["runs/rs-eval-base", "runs/rs-eval-student"])
+    assert "on 3 shared items" in capsys.readouterr().out
 
 
 def test_check_rejects_what_the_cli_refuses():
@@ -95,6 +116,36 @@ def test_python_demo_configs_load():
     for method, cls in (("dpo", DPOConfig), ("kto", KTOConfig)):
         cfg = load_config(cls, None, pref.overrides(method, Path("p.jsonl"), args, Path("r")))
         assert getattr(cfg, method).beta == 0.1 and cfg.train.seed == 0
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    from corral.testing import save_tiny
+
+    return save_tiny(tmp_path / "tiny")
+
+
+def test_rft_demo_runs_on_the_tiny_model(tmp_path, tiny):
+    result = script("demo_rft").main([
+        f"model.name={tiny}", "data.limit=4", "rl.n=2", "rl.prompts_per_step=2",
+        "train.epochs=1", "eval.limit=4", "rl.max_new_tokens=6", "eval.max_new_tokens=6",
+        "rl.signal_check=off", f"run.root={tmp_path / 'runs'}"])
+    assert (result["steps"], result["unseen_items"]) == (2, 4)
+    for side in ("before", "after"):
+        p = result[f"unseen_{side}"]
+        assert result[f"unseen_{side}_stderr"] == round((p * (1 - p) / 4) ** 0.5, 3)
+
+
+def test_rm_and_ppo_demos_run_on_the_tiny_model(tmp_path, tiny):
+    rm = script("demo_rm").main(["--model", tiny, "--train", "8", "--heldout", "4",
+                                 "--out", str(tmp_path / "rm")])
+    assert rm["train_pairs"] == 8 and rm["heldout_pairs"] == 4
+    assert 0 <= rm["heldout_accuracy"] <= 1
+    ppo = script("demo_ppo").main(["--model", tiny, "--sft-steps", "1", "--rm-pairs", "8",
+                                   "--ppo-steps", "1", "--eval-limit", "3",
+                                   "--out", str(tmp_path / "ppo")])
+    assert set(ppo["seconds"]) == {"sft", "rm", "ppo", "eval"}
+    assert ppo["unseen_rm_score_before"] is not None
 
 
 def test_paired_scores_and_differences(tmp_path, capsys):
