@@ -102,20 +102,19 @@ def run(opts, log=None) -> RestEMResult:
     from corral.core.config import load_config
     from corral.core.sections import SFTConfig
     from corral.eval.evaluate import compare_models
-    from corral.graders.load import load_grader
     from corral.infer.engine import SamplingParams
     from corral.infer.generators import generator_for
     from corral.methods.runner import run as run_method
     from corral.methods.sft import METHOD
     from corral.store.runs import run_model_path
-    from corral.synth.commands import load_task, recipe_of, sampling_params
+    from corral.synth.commands import load_task, recipe_of, sample_grader, sampling_params
     from corral.synth.recipes import synthesize
     from corral.tasks import get_task
 
     log = log or (lambda _: None)
     _check(opts)
     task = load_task(opts, "rejection")
-    grader = load_grader(opts.grader, root=opts.root) if opts.grader else task.grader
+    grader = sample_grader(opts, task)  # --grader, else the task's own (loaded once)
     recipe, params = recipe_of(opts, "rejection", task), sampling_params(opts)
     dev = get_task(opts.task, split="dev", data=opts.dev_data or opts.data,
                    grader=opts.task_grader, limit=opts.dev_limit, grader_flag="--task-grader")
