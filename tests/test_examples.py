@@ -78,3 +78,23 @@ def test_example_data_rows_are_in_their_formats(monkeypatch):
     assert len(load_sft_records(questions)) == len(load_items(questions)) == 40
     assert all(item.fields["answer"] in item.fields["completion"]
                for item in load_items(questions))
+
+
+def test_every_example_trains_a_step_on_the_tiny_model(tmp_path, monkeypatch):
+    """Each file as its command runs it, on the tiny model for one step (PPO after rm.yaml,
+    whose run is its reward model); the RL signal check is off because a random model's
+    answers all fail alike."""
+    from corral.cli.app import main
+    from corral.testing import save_tiny
+
+    monkeypatch.setenv("CORRAL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(ROOT)
+    small = [f"model.name={save_tiny(tmp_path / 'tiny')}", "train.max_steps=1",
+             "train.progress=false", f"run.root={tmp_path / 'runs'}", "eval.limit=2",
+             "eval.max_new_tokens=4"]
+    rl = ["rl.max_new_tokens=4", "rl.prompts_per_step=2", "rl.signal_check=off"]
+    extra = {"rft": [*rl, "rl.n=2"], "grpo": [*rl, "rl.n=2", "data.limit=4"], "ppo": rl}
+    for name in ["sft", "dpo", "kto", "rm", "rft", "grpo", "ppo"]:
+        assert main([name, f"examples/{name}.yaml", *small, *extra.get(name, [])]) == 0, name
+        run = read_yaml(str(ROOT / "examples" / f"{name}.yaml"))["run"]["name"]
+        assert (tmp_path / "runs" / run / "final").is_dir(), name
