@@ -103,7 +103,8 @@ def test_python_demo_configs_load():
     rft = load_rl_config(None, [*script("demo_rft").DEFAULTS, "eval.limit=100"])
     assert (rft.rl.n, rft.eval.limit, rft.train.seed) == (8, 100, 0)
     ppo = script("demo_ppo")
-    args = ppo.argparse.Namespace(sft_steps=20, rm_pairs=240, ppo_steps=24, eval_limit=40)
+    args = ppo.argparse.Namespace(sft_steps=20, rm_pairs=240, ppo_steps=24, eval_limit=40,
+                                  model="smollm2-135m-instruct")
     commands = ppo.commands(args, Path("out"), "t", "pairs.jsonl")
     assert list(commands) == ["sft", "rm", "ppo", "eval"]
     for argv in commands.values():
