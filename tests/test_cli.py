@@ -149,7 +149,7 @@ def test_subcommands_are_added_in_climbing_order():
     ["--allow-unsandboxed-graders", "eval", "--model", "m", "--task", "arithmetic"],
     ["eval", "--model", "m", "--task", "arithmetic", "--allow-unsandboxed-graders"],
     ["grade", "run", "python:x", "--allow-unsandboxed-graders"],
-    ["rft", "data.task=arithmetic", "rl.n=2", "--allow-unsandboxed-graders"],
+    ["rft", "data.task=arithmetic", "--allow-unsandboxed-graders", "rl.n=2"],
     ["synth", "rejection", "--task", "arithmetic", "--out", "o.jsonl",
      "--allow-unsandboxed-graders"],
 ])
@@ -158,6 +158,15 @@ def test_allow_unsandboxed_graders_before_or_after_the_command(argv):
     assert args.allow_unsandboxed_graders is True
     if argv[0] == "rft":
         assert args.overrides == ["rl.n=2"] and args.config == "data.task=arithmetic"
+
+
+def test_training_overrides_may_follow_flags():
+    args = build_parser().parse_args(["sft", "--resume", "first", "train.lr=1e-4",
+                                      "--allow-change", "train.lr", "train.epochs=2"])
+    assert (args.resume, args.config, args.overrides, args.allow_change) == \
+        ("first", "train.lr=1e-4", ["train.epochs=2"], ["train.lr"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sft", "a=1", "--no-such-flag"])
 
 
 def test_allow_unsandboxed_graders_is_off_unless_given():
@@ -257,7 +266,7 @@ def test_method_help_shows_the_keys_and_defaults_a_run_gets(name, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([name, "--help"])
     shown = {key: ast.literal_eval(default) for key, default in re.findall(
-        r"^  ([a-z_]+\.[a-z_]+) \(\w+, default (.*?)\)(?::|$)", capsys.readouterr().out, re.M)}
+        r"^  ([a-z_]+\.[a-z_]+) \([\w ]+, default (.*?)\)(?::|$)", capsys.readouterr().out, re.M)}
     assert shown == loaded_with_no_overrides(name)
 
 
@@ -272,7 +281,7 @@ def config_md_keys(name: str) -> dict:
 
     def rows(section):
         return {k: ast.literal_eval(v) for k, v in
-                re.findall(r"^\| `([^`]+)` \| \w+ \| `(.*?)` \|", section, re.M)}
+                re.findall(r"^\| `([^`]+)` \| [\w ]+ \| `(.*?)` \|", section, re.M)}
 
     shown = rows(next(s for s in sections if s.startswith("Keys every command has")))
     family = next(s for s in sections if f"`corral {name}`" in s.split("\n")[0])

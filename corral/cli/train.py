@@ -17,6 +17,22 @@ def cmd_train(args) -> None:
     print(f"done: {result.run_dir}/final")
 
 
+class OverridesAnywhere(argparse.ArgumentParser):
+    """A training command's parser: key=value overrides may stand before and after its flags
+    (`corral rft data.task=arithmetic --allow-unsandboxed-graders rl.n=4`), which argparse
+    alone refuses once a `*` positional has been matched."""
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner:  # parse_known_intermixed_args calls back here on older Pythons
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
 def default_config(method):
     """The config `corral <method>` runs with when nothing is set: the class defaults, then the
     method's forced keys, then the preset those pick (what --help and docs/config.md show)."""
@@ -52,3 +68,4 @@ def register(subparsers, names=None) -> None:
                        help="with --resume: let KEY differ from the saved config (repeat for "
                        "several; data.train also allows new contents); recorded in the run")
         p.set_defaults(func=cmd_train)
+        p.__class__ = OverridesAnywhere  # add_parser builds every subparser of one class
