@@ -83,6 +83,11 @@ def data_files(train) -> list[DataFile]:
     return files
 
 
+def describe_train(train) -> str:
+    """data.train for a message: the file, or the mixture's files joined by '+'."""
+    return train if isinstance(train, str) else " + ".join(str(f) for f in train or ())
+
+
 def train_spec(value):
     """data.train as the config keeps it: a string as given, or a mixture as a tuple of
     'PATH' / 'PATH:WEIGHT' strings (hashable, and saved back as the same list)."""

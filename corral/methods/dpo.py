@@ -14,7 +14,7 @@ import torch
 
 from corral.core.config import check_choice, opt, require
 from corral.core.errors import CorralError
-from corral.core.sections import MethodConfig
+from corral.core.sections import MethodConfig, describe_train
 from corral.data.batching import pair_batches
 from corral.data.preference import render_pairs
 from corral.data.readers import load_preference_records
@@ -79,8 +79,8 @@ def build(cfg: DPOConfig, setup: Setup) -> Built:
     tok, length = setup.policy.tokenizer, cfg.data.max_length
     pairs, dropped = render_pairs(records, tok, length, setup.template)
     if not pairs:
-        raise CorralError(f"{cfg.data.train}: every pair lost its response to data.max_length="
-                          f"{length}; raise data.max_length")
+        raise CorralError(f"{describe_train(cfg.data.train)}: every pair lost its response to "
+                          f"data.max_length={length}; raise data.max_length")
     val_pairs, _ = render_pairs(val, tok, length, setup.template)
     batches = pair_batches(pairs, cfg.train.batch_tokens, cfg.train.seed)
     val_batches = pair_batches(val_pairs, cfg.train.batch_tokens) if val_pairs else []

@@ -7,7 +7,7 @@ training items — rendered with the chat template, packed, trained on target to
 from __future__ import annotations
 
 from corral.core.errors import CorralError
-from corral.core.sections import SFTConfig
+from corral.core.sections import SFTConfig, describe_train
 from corral.data.batching import pack
 from corral.data.readers import load_sft_records
 from corral.data.render import render, truncate
@@ -57,9 +57,9 @@ def build(cfg: SFTConfig, setup: Setup) -> Built:
     examples = render_all(records, setup.policy, cfg, setup.template)
     batches = pack(examples, cfg.train.batch_tokens, shuffle_seed=cfg.train.seed)
     if not batches:
-        raise CorralError(f"{cfg.data.train or cfg.data.task}: no example has a target token "
-                          f"with data.mask={cfg.data.mask}; use data.mask=all or rows with "
-                          "assistant turns")
+        raise CorralError(f"{describe_train(cfg.data.train) or cfg.data.task}: no example has "
+                          f"a target token with data.mask={cfg.data.mask}; use data.mask=all "
+                          "or rows with assistant turns")
     val = render_all(val_records, setup.policy, cfg, setup.template)
     return Built(objective=SFT(), source=DatasetSource(batches, cfg.train.grad_accum,
                                                        cfg.train.seed),
