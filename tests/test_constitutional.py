@@ -240,6 +240,14 @@ def test_a_failing_endpoint_loses_no_row_and_retry_redoes_only_the_failed(tmp_pa
     assert not failed_file.exists()
 
 
+def test_a_job_whose_every_prompt_failed_names_the_first_error(tmp_path, constitution):
+    down = Scripted(lambda conv: ConnectionRefusedError("connection refused at :9"))
+    with pytest.raises(CorralError, match=r"every prompt failed \(2 of 2.*connection refused"):
+        sl_cai(down, Scripted(lambda c: "Too long."), constitution, rows_of("q0", "q1"),
+               tmp_path / "sl.jsonl", rounds=1, log=lambda m: 0)
+    assert not (tmp_path / "sl.jsonl").exists()  # nothing half-written
+
+
 def test_responses_cut_at_max_new_tokens_are_left_out_unless_kept(tmp_path, constitution):
     policy = Scripted(lambda c: "cut..." if "long" in last(c) else "v0 fine")
     critic = Scripted(lambda c: "NO ISSUES")

@@ -123,6 +123,7 @@ def sl_cai(generator, critic, constitution, rows: list[dict], out, *, rounds: in
                         model=generator.identity(), params=params, batch_size=batch_size,
                         retry_failed=retry_failed, usage=generator.usage)
     report, usage = _run(job, rows, work, generator, critic)
+    report.require_output("prompt", "run again (with --retry-failed)")
     done = read_jsonl(job.out_path)
     kept = [r for r in done if keep_truncated or not r["provenance"]["truncated"]]
     counts = _sl_counts(rows, done, kept, report)
@@ -245,6 +246,7 @@ def rl_cai(generator, judge, constitution, rows: list[dict], out, *,
                         params=params, batch_size=batch_size, retry_failed=retry_failed,
                         usage=generator.usage)
     report, usage = _run(job, rows, work, generator, judge.generator)
+    report.require_output("prompt", "run again (with --retry-failed)")
     judged = read_jsonl(pairs_path)
     counts = Counter(rows_in=len(rows), failed=report.failed, reused=report.reused)
     counts.update(f"outcome_{p['outcome']}" for p in judged)
