@@ -213,6 +213,9 @@ def test_chat_and_eval_take_a_template_for_a_base_model(base_model, tmp_path, ca
     assert main([*eval_args, "--template", str(jinja), "--name", "ev"]) == 0
     rows = read_jsonl("runs/ev/samples.jsonl")
     assert len(rows) == 2
+    assert main([*eval_args, "--template", BASE_TEMPLATE, "--strategy", "greedy,majority:2",
+                 "--name", "st"]) == 0  # the strategy comparison loads the model the same way
+    assert "majority:2" in capsys.readouterr().out
 
 
 def test_the_template_renders_every_prompt(base_model):
