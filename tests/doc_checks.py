@@ -264,15 +264,17 @@ def renamed_here(text: str, number: int, span: str) -> bool:
 
 
 def key_problems(doc: str, text: str) -> list[str]:
-    """Backticked config keys (`rl.kl_coef`, `ppo.value_coef=0.1`, `rl.*`) that no method
-    has (on a method's page: that none of the page's methods has)."""
+    """Backticked config keys (`rl.kl_coef`, `ppo.value_coef=0.1`, `rl.*`) that the command
+    they are used with lacks: the training commands the line names (`corral ppo ...`), else
+    the methods of the page (docs/rl.md: rft, grpo, ppo), else every method."""
     keys = method_keys()
-    scope = PAGE_METHODS.get(doc, tuple(keys))
-    allowed = set().union(*(keys[m] for m in scope))
     everywhere = set().union(*keys.values())
     sections = {k.split(".")[0] for k in everywhere}
     problems = []
     for number, span in inline_code(text):
+        named = [m for m in re.findall(r"\bcorral (\w+)", line_of(text, number)) if m in keys]
+        scope = tuple(dict.fromkeys(named)) or PAGE_METHODS.get(doc, tuple(keys))
+        allowed = set().union(*(keys[m] for m in scope))
         for m in re.finditer(r"(?<![\w./@-])([a-z_]+)\.([a-z_][a-z0-9_]*|\*)(?![\w/(-])", span):
             section, name = m.groups()
             key = f"{section}.{name}"

@@ -58,6 +58,7 @@ The loss uses `rl.value_coef`, then `ppo.value_coef` and `rl.*`; `dpo.beta` on r
 Bad: `corral rl --resume RUN`, `corral eval --nope`, `corral rft rl.n=8 rl.nope=1`, `--nope-flag`;
 fine: `corral eval --strategy`, `corral grade validate|run`, `corral sft --resume RUN`.
 Download `../shared/data/gsm8k`, as issue 12 and #12 said; `#### 4` is an answer.
+Then `corral sft` takes `rl.n=4`.
 """
 
 
@@ -88,7 +89,8 @@ def test_planted_problems_are_caught():
     assert [p.split(": ", 1)[1] for p in found["keys"]] == [
         "config key rl.value_coef does not exist for any method",
         "config key dpo.beta does not exist for rft/grpo/ppo",
-        "config key rl.nope does not exist for any method"]
+        "config key rl.nope does not exist for any method",
+        "config key rl.n does not exist for sft"]
     assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:39"] * 2
 
 
