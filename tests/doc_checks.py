@@ -8,11 +8,11 @@ Over README.md, every docs/*.md, bench/README.md and examples/README.md:
   it has an anchor;
 - every `corral ...` line of a shell code block (fenced ``` / ```bash, or indented) parses
   through the real `corral` argparse parser; for a training command every `key=value` override
-  is loaded by the method's config loader (unknown keys, renamed keys, bad values fail);
-  nothing is loaded or run;
+  is loaded by the method's config loader (unknown keys, renamed keys, bad values fail); a
+  `corral ...` in inline code names commands, flags and override keys that exist;
 - every config key a doc names in backticks (`rl.kl_coef`, `ppo.value_coef=0.1`, `rl.*`)
-  exists in some method's config (in docs/rl.md, docs/preference.md and docs/reward.md: in one
-  of the methods that page is about);
+  exists for the command it is used with: a training command named on the same line, else
+  the methods of the page (docs/rl.md: rft, grpo, ppo), else any method;
 - every backticked `--flag` exists for some corral command (or a bench/ or scripts/ program);
 - a ```yaml block is a config that loads for some method (one starting `# examples/X.yaml`
   holds that file's keys and values); ```python blocks parse, and every `corral.api` options
