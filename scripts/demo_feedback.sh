@@ -10,7 +10,7 @@ set -e
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/common.sh"
 M=smollm2-135m-instruct
-G=$(realpath "${GSM8K:-$HERE/../../shared/data/gsm8k}")  # sources name the real path
+G=$(realpath -m "${GSM8K:-$HERE/../../shared/data/gsm8k}")  # sources name the real path
 mkdir -p fb
 
 card() {

@@ -16,7 +16,8 @@
 set -e
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/common.sh"
-G=${GSM8K:-$HERE/../../shared/data/gsm8k}
+G=$(realpath -m "${GSM8K:-$HERE/../../shared/data/gsm8k}")  # sample sources name the real path:
+# demo_feedback.sh card matches its GSM8K items to them
 M=${MODEL:-smollm2-135m-instruct}
 TOKENS=${TOKENS:-256}
 mkdir -p rs

@@ -65,13 +65,17 @@ def test_rejection_demo_runs_on_the_tiny_model(tmp_path, monkeypatch, capsys):
 
     tiny = save_tiny(tmp_path / "tiny")
     commands = record("demo_rejection_gsm8k", tmp_path, MODEL=tiny, LIMIT="3", N="2",
-                      TOKENS="6", EVAL_LIMIT="3", GRADER="regex:.", GSM8K=str(GSM8K))
+                      TOKENS="6", EVAL_LIMIT="3", GRADER="regex:.",
+                      GSM8K=str(REPO / ".." / "shared" / "data" / "gsm8k"))
     monkeypatch.chdir(tmp_path)
     for argv in commands:
         assert main(argv) == 0, argv
     kept = (tmp_path / "rs" / "round1.jsonl").read_text().splitlines()
     assert 1 <= len(kept) <= 3  # --keep 1: at most one sample per prompt (an empty one fails)
     assert (tmp_path / "runs" / "rs-sft" / "final").is_dir()
+    # sources name the real path, which is what demo_feedback.sh's GSM8K card matches
+    samples = (tmp_path / "rs" / "round1.samples.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["source"].startswith(f"{GSM8K}/train.jsonl:") for line in samples)
     capsys.readouterr()
     script("paired").main(["runs/rs-eval-base", "runs/rs-eval-student"])
     assert "on 3 shared items" in capsys.readouterr().out
