@@ -82,11 +82,20 @@ def path_problems(doc: str, text: str) -> list[str]:
         for m in re.finditer(r"(?<![\w./-])(corral(?:\.[A-Za-z_]\w*)+)", span):
             if not resolves(m.group(1)) and not renamed_here(text, number, span):
                 problems.append(f"{doc}:{number}: no such module or name {m.group(1)}")
+    tests = test_names()
+    for number, span in inline_code(text):
+        if re.fullmatch(r"test_\w+", span) and span not in tests:
+            problems.append(f"{doc}:{number}: no test named {span} in tests/")
     for number, module, names in imports(text):
         for name in names:
             if not resolves(f"{module}.{name}"):
                 problems.append(f"{doc}:{number}: cannot import {name} from {module}")
     return problems
+
+
+def test_names() -> set[str]:
+    return {name for path in (ROOT / "tests").glob("test_*.py")
+            for name in re.findall(r"^\s*def (test_\w+)", path.read_text(), re.M)}
 
 
 def is_module(dotted: str) -> bool:

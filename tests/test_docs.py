@@ -23,6 +23,7 @@ PLANTED = """# Planted
 
 See `corral/kvcache.py`, `graders/judge9.py` and [graders](docs/graders.md); `corral.nowhere`.
 Old: `corral.sft` → `corral.methods.sft`; `data.pairs` is a module; `tests/test_api_*.py`.
+Tested by `test_planted_problems_are_caught`, not by `test_nothing_here`.
 Good: `corral/infer/kvcache.py`, [rl](rl.md#resume), `corral.graders.judging.Judge`;
 an old `rl.value_coef` is ignored.
 
@@ -68,10 +69,10 @@ def test_planted_problems_are_caught():
     text = {name: "\n".join(p) for name, p in found.items()}
     assert "corral/kvcache.py" in text["paths"] and "corral/graders/judge9.py" in text["paths"]
     assert "corral.nowhere" in text["paths"] and "docs/graders.md" in text["paths"]
-    assert len(found["paths"]) == 4
+    assert "no test named test_nothing_here" in text["paths"] and len(found["paths"]) == 5
     assert len(found["links"]) == 1 and "docs/graders.md" in text["links"]
     bad = {p.split(":")[1] for p in found["commands"]}
-    assert bad == {"9", "10", "11", "12", "13", "18"}, text["commands"]
+    assert bad == {"10", "11", "12", "13", "14", "19"}, text["commands"]
     assert "'rl.value_coef' is now 'ppo.value_coef'" in text["commands"]
     assert "train.nope" in text["commands"] and "unrecognized arguments: --nope" in text["commands"]
     assert [p.split(": ", 1)[1] for p in found["inline_commands"]] == [
@@ -91,7 +92,7 @@ def test_planted_problems_are_caught():
         "config key dpo.beta does not exist for rft/grpo/ppo",
         "config key rl.nope does not exist for any method",
         "config key rl.n does not exist for sft"]
-    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:39"] * 2
+    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:40"] * 2
 
 
 def test_planted_issue_numbers_each_caught():
@@ -104,7 +105,7 @@ def test_planted_issue_numbers_each_caught():
 
 def test_commands_in_indented_and_fenced_blocks_are_found():
     lines = command_lines(PLANTED)
-    assert [n for n, _ in lines] == [8, 9, 10, 11, 12, 13, 14, 15, 18]
+    assert [n for n, _ in lines] == [9, 10, 11, 12, 13, 14, 15, 16, 19]
     assert lines[0][1] == ["eval", "--model", "m", "--task", "arithmetic", "-n", "8", "-k",
                            "1,8"]
     assert lines[-1][1][-1] == "train.nope=1"  # the continuation line joined
