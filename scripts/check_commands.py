@@ -1,7 +1,8 @@
 """Check that `corral ...` command lines parse with today's CLI, without running anything:
 each goes through the real argparse parser, and a training command's `key=value` overrides
 through its method's config loader (unknown keys, bad values and forced-preset conflicts fail
-here as they would in a real run; no model or data file is read).
+here as they would in a real run; a built-in task's split, limit and few-shot count as its
+loader checks them; no model or data file is read).
 
     python scripts/check_commands.py docs/results.md      # every `corral` line of its fenced blocks
     python scripts/check_commands.py --recorded FILE      # argv lists recorded by the demo scripts
@@ -52,6 +53,7 @@ def check(argv: list[str]) -> None:
             args = build_parser().parse_args(argv)
     except SystemExit:
         raise ValueError(f"{command}: {err.getvalue().strip().splitlines()[-1]}") from None
+    _check_task(command, args)
     if getattr(args.func, "__name__", "") != "cmd_train":
         return
     from corral.cli.options import options
@@ -62,6 +64,24 @@ def check(argv: list[str]) -> None:
                    allow_change=tuple(args.allow_change))
     try:
         load_method_config(registry().get(args.command), opts)
+    except CorralError as exc:
+        raise ValueError(f"{command}: {exc}") from None
+
+
+def _check_task(command: str, args) -> None:
+    """A built-in task's split, limit and few-shot count, as the task loader checks them."""
+    from corral.core.errors import CorralError
+    from corral.tasks import SPLITS, _check_options
+
+    task = getattr(args, "task", None)
+    if not task or not hasattr(args, "split"):
+        return
+    if task not in SPLITS and not task.endswith((".jsonl", ".json", ".parquet")):
+        raise ValueError(f"{command}: --task {task!r} is neither a built-in task "
+                         f"({', '.join(SPLITS)}) nor a data file")
+    try:
+        _check_options(task, args.split, getattr(args, "limit", 0) or 0,
+                       getattr(args, "few_shot", 0) or 0, task not in SPLITS)
     except CorralError as exc:
         raise ValueError(f"{command}: {exc}") from None
 

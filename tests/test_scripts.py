@@ -104,7 +104,10 @@ def test_check_rejects_what_the_cli_refuses():
     for argv, says in [(["sft", "train.lrr=1"], "train.lrr"),
                        (["eval", "--model", "m", "--task", "arithmetic", "--bogus"], "--bogus"),
                        (["simpo", "dpo.loss=ipo", "data.train=x.jsonl"], "dpo.loss"),
-                       (["synth", "rejection", "--task", "gsm8k"], "--out")]:
+                       (["synth", "rejection", "--task", "gsm8k"], "--out"),
+                       (["eval", "--model", "m", "--task", "arithmetic", "--split", "test"],
+                        "--split 'test'"),
+                       (["eval", "--model", "m", "--task", "gsm8kk"], "gsm8kk")]:
         with pytest.raises(ValueError, match=re.escape(says)):
             check(argv)
 
