@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import io
 import re
 import shlex
@@ -41,9 +39,12 @@ from doc_reading import (
     command_lines,
     imports,
     inline_code,
+    is_module,
     line_of,
     python_snippets,
+    resolves,
     slugs,
+    test_names,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,34 +92,6 @@ def path_problems(doc: str, text: str) -> list[str]:
             if not resolves(f"{module}.{name}"):
                 problems.append(f"{doc}:{number}: cannot import {name} from {module}")
     return problems
-
-
-def test_names() -> set[str]:
-    return {name for path in (ROOT / "tests").glob("test_*.py")
-            for name in re.findall(r"^\s*def (test_\w+)", path.read_text(), re.M)}
-
-
-def is_module(dotted: str) -> bool:
-    try:
-        return importlib.util.find_spec(dotted) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def resolves(dotted: str) -> bool:
-    """`corral.a.b.name`: the longest importable module prefix, then attributes."""
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError:
-            continue
-        for attr in parts[cut:]:
-            if not hasattr(obj, attr):
-                return False
-            obj = getattr(obj, attr)
-        return True
-    return False
 
 
 def link_problems(doc: str, text: str) -> list[str]:

@@ -1,12 +1,17 @@
 """Reading a Markdown doc for tests/doc_checks.py: its code blocks (fenced and indented),
 the `corral` command lines in its shell blocks, its inline code, its python snippets and
-imports, and the anchors of its headings."""
+imports, and the anchors of its headings; and looking up the names a doc uses (modules,
+attributes, test names)."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 import shlex
 import textwrap
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHELL = {"", "bash", "sh", "shell", "console"}
 # A command line is skipped when it holds a placeholder that cannot stand for one value:
@@ -156,3 +161,31 @@ def python_snippets(text: str) -> list[tuple[int, str, bool]]:
             found.append((start, code, lang == "python"))
     found += [(number, span, False) for number, span in inline_code(text) if "Options(" in span]
     return found
+
+
+def test_names() -> set[str]:
+    return {name for path in (ROOT / "tests").glob("test_*.py")
+            for name in re.findall(r"^\s*def (test_\w+)", path.read_text(), re.M)}
+
+
+def is_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def resolves(dotted: str) -> bool:
+    """`corral.a.b.name`: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
