@@ -162,3 +162,14 @@ def test_task_prompts_held_for_dev_or_unseen_are_never_trained_on(monkeypatch):
     splits["train"] = ["b", "c"]
     with pytest.raises(CorralError, match="every training prompt is also a dev or unseen"):
         load_items(load_rl_config(None, ["data.task=fake", "eval.limit=0"]))
+
+
+def test_a_signal_check_of_no_prompts_is_a_config_error_naming_the_switch():
+    from corral.core.config import load_config
+    from corral.core.errors import CorralError
+    from corral.methods.rl_config import RLConfig
+
+    with pytest.raises(CorralError, match="rl.signal_check_prompts=0 must be >= 1.*"
+                                          "rl.signal_check=off"):
+        load_config(RLConfig, None, ["rl.signal_check_prompts=0"])
+    load_config(RLConfig, None, ["rl.signal_check_prompts=0", "rl.signal_check=off"])

@@ -102,6 +102,9 @@ class RLSection:
             (self.max_new_tokens >= 1, "rl.max_new_tokens must be >= 1"),
             (0 < self.max_grader_errors <= 1, "rl.max_grader_errors is a share in (0, 1]"),
             (self.max_reward_calls >= 0, "rl.max_reward_calls must be >= 0 (0 = no limit)"),
+            (self.signal_check_prompts >= 1 or self.signal_check in ("off", "no"),
+             f"rl.signal_check_prompts={self.signal_check_prompts} must be >= 1; to skip the "
+             "check, set rl.signal_check=off"),
             (not (self.advantage == "group" and self.scale == "group" and self.n < 2),
              "rl.n must be >= 2 for group advantages (a group of one has no baseline)"),
             (not (self.reward_model and self.grader),
