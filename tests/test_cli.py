@@ -306,3 +306,16 @@ def test_ppo_shows_its_preset_and_rl_commands_have_no_sft_data_keys():
     assert (ppo["rl.n"], ppo["rl.kl_coef"], ppo["rl.advantage"]) == (1, 0.05, "gae")
     assert "data.mask" not in rft and "data.max_length" not in rft
     assert "data.max_prompt_length" in rft and "data.mask" in config_md_keys("sft")
+
+
+def test_the_shipped_template_serves_a_base_model_for_training_and_chat(base_model, capsys):
+    from pathlib import Path
+
+    template = str(Path(__file__).resolve().parents[1] / "examples" / "chat.jinja")
+    chats_file = str(Path(__file__).resolve().parents[1] / "examples" / "data" / "chat.jsonl")
+    assert main(["data", "inspect", chats_file, "--model", base_model,
+                 "--template", template]) == 0
+    out = capsys.readouterr().out
+    assert "User: What is the capital of France?\nAssistant:[[ Paris.<|im_end|>]]" in out
+    assert main(["chat", "--model", base_model, "--template", template, "--prompt", "hi",
+                 "--max-new-tokens", "2"]) == 0
