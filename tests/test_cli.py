@@ -319,3 +319,26 @@ def test_the_shipped_template_serves_a_base_model_for_training_and_chat(base_mod
     assert "User: What is the capital of France?\nAssistant:[[ Paris.<|im_end|>]]" in out
     assert main(["chat", "--model", base_model, "--template", template, "--prompt", "hi",
                  "--max-new-tokens", "2"]) == 0
+
+
+def test_readme_walk_through_climbs_in_order():
+    """README's walk-through: split -> grade validate -> baseline eval with pass@k -> sft ->
+    rft with a grader -> unseen eval of both, each line parsing through the real parser."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    walk = text.split("## Your model and your task, step by step", 1)[1].split("\n## ", 1)[0]
+    lines = [shlex.split(line.split("  #")[0])[1:] for line in walk.splitlines()
+             if line.startswith("corral ")]
+    parsed = [build_parser().parse_args(argv) for argv in lines]
+    order = [" ".join(filter(None, (a.command, getattr(a, "grade_command", None))))
+             for a in parsed]
+    firsts = [order.index(c) for c in ("split", "grade validate", "eval", "sft", "rft")]
+    assert firsts == sorted(firsts)
+    baseline, final = [a for a in parsed if a.command == "eval"][:2]
+    assert baseline.n > 1 and "," in baseline.k and "/" in baseline.model[0]  # a hub id
+    rft = next(a for a in parsed if a.command == "rft")
+    assert any(o.startswith("rl.grader=") for o in [rft.config, *rft.overrides])
+    assert final.split == "unseen" and {"my-sft", "my-rft"} <= set(final.model)
+    assert order.index("rft") < order.index("eval", order.index("rft"))
