@@ -1,4 +1,5 @@
-"""`corral <command>`: parses arguments and wires library objects, nothing more."""
+"""The `corral` command line: each command parses its flags into the options of one `corral.api`
+function and prints its result (cli/app.py builds the parser; `corral --help` lists the ladder)."""
 import sys
 
 
