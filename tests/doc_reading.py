@@ -15,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SHELL = {"", "bash", "sh", "shell", "console"}
 # A command line is skipped when it holds a placeholder that cannot stand for one value:
-# `<method>` (usage syntax), `...` (repeat), `$X` (the user's shell variable). Other
-# placeholders, an all-capitals word (FILE, RUN, N), are checked standing for `1` (a string to a
-# string flag, a number to `--limit N`); an optional part of a usage line, `[--split train]`, is
+# `<method>` (usage syntax), `...` (repeat). Other placeholders, an all-capitals word (FILE,
+# RUN, N) or a shell variable (`$GSM8K`), are checked standing for `1` (a string to a string
+# flag, a number to `--limit N`); an optional part of a usage line, `[--split train]`, is
 # checked as if given.
-PLACEHOLDER = re.compile(r"<[A-Za-z]|\.\.\.|\$\{?[A-Za-z]")
+PLACEHOLDER = re.compile(r"<[A-Za-z]|\.\.\.")
+VARIABLE = re.compile(r"\$\{?[A-Za-z_]\w*\}?")
 OPTIONAL = re.compile(r"(?:(?<=\s)|^)\[|\](?=\s|$)")
 
 
@@ -72,7 +73,7 @@ def command_lines(text: str) -> list[tuple[int, list[str]]]:
                 j += 1
                 line = line[:-1] + " " + strip_comment(body[j]).strip()
             j += 1
-            line = OPTIONAL.sub("", line.strip().removeprefix("$ "))
+            line = VARIABLE.sub("1", OPTIONAL.sub("", line.strip().removeprefix("$ ")))
             if "corral " not in line or PLACEHOLDER.search(line):
                 continue
             try:

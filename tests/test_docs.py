@@ -40,6 +40,7 @@ an old `rl.value_coef` is ignored.
 corral grpo data.task=arithmetic \\
     rl.preset=dapo train.nope=1
 corral <method> [config.yaml] [key=value ...]
+corral rft data.task=gsm8k data.task_data=$GSM8K/test.jsonl rl.nope=${X}
 ```
 ```yaml
 # corral rm
@@ -72,7 +73,7 @@ def test_planted_problems_are_caught():
     assert "no test named test_nothing_here" in text["paths"] and len(found["paths"]) == 5
     assert len(found["links"]) == 1 and "docs/graders.md" in text["links"]
     bad = {p.split(":")[1] for p in found["commands"]}
-    assert bad == {"10", "11", "12", "13", "14", "19"}, text["commands"]
+    assert bad == {"10", "11", "12", "13", "14", "19", "22"}, text["commands"]
     assert "'rl.value_coef' is now 'ppo.value_coef'" in text["commands"]
     assert "train.nope" in text["commands"] and "unrecognized arguments: --nope" in text["commands"]
     assert [p.split(": ", 1)[1] for p in found["inline_commands"]] == [
@@ -92,7 +93,7 @@ def test_planted_problems_are_caught():
         "config key dpo.beta does not exist for rft/grpo/ppo",
         "config key rl.nope does not exist for any method",
         "config key rl.n does not exist for sft"]
-    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:40"] * 2
+    assert [p.split(": ", 1)[0] for p in found["standalone"]] == ["docs/rl.md:41"] * 2
 
 
 def test_planted_issue_numbers_each_caught():
@@ -105,7 +106,8 @@ def test_planted_issue_numbers_each_caught():
 
 def test_commands_in_indented_and_fenced_blocks_are_found():
     lines = command_lines(PLANTED)
-    assert [n for n, _ in lines] == [9, 10, 11, 12, 13, 14, 15, 16, 19]
+    assert [n for n, _ in lines] == [9, 10, 11, 12, 13, 14, 15, 16, 19, 22]
     assert lines[0][1] == ["eval", "--model", "m", "--task", "arithmetic", "-n", "8", "-k",
                            "1,8"]
-    assert lines[-1][1][-1] == "train.nope=1"  # the continuation line joined
+    assert lines[-2][1][-1] == "train.nope=1"  # the continuation line joined
+    assert lines[-1][1][2:] == ["data.task_data=1/test.jsonl", "rl.nope=1"]  # $X stands for 1
