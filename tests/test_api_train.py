@@ -78,3 +78,17 @@ def test_every_api_name_resolves_and_is_a_command_or_its_types():
     code = "import sys, corral.api; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_a_finished_run_by_name_is_a_model_to_train_on(setup, tmp_path):
+    """`model.name=RUN` (the README's sft -> rft step) trains on the run's final model."""
+    train(TrainOptions("sft", overrides=overrides(setup, "runs")))
+    second = train(TrainOptions("sft", overrides=(
+        "model.name=t", "data.train=c.jsonl", "train.max_steps=1", "train.progress=false",
+        "lora.r=4", "run.name=t2")))
+    assert (second.run_dir / "final").is_dir()
+    assert json.loads((second.run_dir / "lineage.json").read_text())["base_model"] == "t"
+    from corral.store.lineage import lineage_tree
+
+    lines, _ = lineage_tree("t2", "runs")  # the tree follows the name to run t and its data
+    assert sum("c.jsonl" in line for line in lines) >= 2, lines

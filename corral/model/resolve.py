@@ -25,8 +25,6 @@ _ACCEPTS = ("model.name accepts a hub id, a local model directory, a saved adapt
             "a .gguf file, or one of: " + ", ".join(EMBEDDED))
 
 
-
-
 def resolve_model(name: str, revision: str = "", key: str = "model.name",
                   runs: str = "runs") -> str:
     """Turn `model.name` into something `from_pretrained` loads: a local dir or a hub id.
@@ -53,6 +51,8 @@ def _hub_id(name: str, revision: str, key: str, runs: Path) -> str:
     embedded model. Without a cached copy and with the hub unreachable, fail at once instead
     of letting the hub client retry for most of a minute."""
     run = runs / name
+    if (run / "final").is_dir():  # a finished run: its final model
+        return str(run / "final")
     if run.is_dir():  # a run without final/: it has not finished
         raise CorralError(unfinished_run_message(run, key))
     known = sorted(EMBEDDED) + (sorted(p.name for p in runs.iterdir() if p.is_dir())
