@@ -199,6 +199,25 @@ def flag_problems(doc: str, text: str) -> list[str]:
     return problems
 
 
+def script_flags(path: Path) -> set[str] | None:
+    """The flags a bench/ or scripts/ program declares (None: it parses no flags itself)."""
+    found = set(re.findall(r"add_argument\(\s*(?:\"-\w\",\s*)?\"(--[\w-]+)\"", path.read_text()))
+    return found or None
+
+
+def script_problems(doc: str, text: str) -> list[str]:
+    """`python bench/x.py --flag` / `scripts/x.py`: every flag is one the program declares."""
+    problems = []
+    for number, line in enumerate(text.split("\n"), 1):
+        for m in re.finditer(r"python ((?:bench|scripts)/[\w-]+\.py)([^`#\n]*)", line):
+            path = ROOT / m.group(1)
+            flags = script_flags(path) if path.is_file() else None
+            for flag in re.findall(r"(?<!\S)(--[\w-]+)", m.group(2)):
+                if flags is not None and flag not in flags | {"--help"}:
+                    problems.append(f"{doc}:{number}: {m.group(1)} has no flag {flag}")
+    return problems
+
+
 def config_error(args) -> str:
     """For a training command: the method's config loader's complaint about its overrides."""
     from corral.core.config import ConfigNote
@@ -378,5 +397,6 @@ def standalone_problems(doc: str, text: str) -> list[str]:
 
 CHECKS = {"paths": path_problems, "links": link_problems, "commands": command_problems,
           "inline_commands": inline_command_problems, "flags": flag_problems,
-          "keys": key_problems, "yaml": yaml_problems, "python": options_problems,
+          "scripts": script_problems, "keys": key_problems, "yaml": yaml_problems,
+          "python": options_problems,
           "standalone": standalone_problems}

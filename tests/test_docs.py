@@ -61,6 +61,7 @@ Bad: `corral rl --resume RUN`, `corral eval --nope`, `corral rft rl.n=8 rl.nope=
 fine: `corral eval --strategy`, `corral grade validate|run`, `corral sft --resume RUN`.
 Download `../shared/data/gsm8k`, as issue 12 and #12 said; `#### 4` is an answer.
 Then `corral sft` takes `rl.n=4`.
+Bench: `python bench/sft.py --model tiny --nope 3`; fine: `python bench/eval.py --few-shot 4`.
 """
 
 
@@ -86,6 +87,7 @@ def test_planted_problems_are_caught():
         "TrainOptions('dpo'): unknown config key 'dpo.nope'; valid keys: loss, beta, "
         "label_smoothing, rpo_alpha, simpo_gamma, orpo_lambda, reference",
         "EvalOptions has no field samples"]
+    assert [p.split(": ", 1)[1] for p in found["scripts"]] == ["bench/sft.py has no flag --nope"]
     assert [p.split(": ", 1)[1] for p in found["flags"]] == [
         "no command has the flag --nope-flag"]
     assert [p.split(": ", 1)[1] for p in found["keys"]] == [
