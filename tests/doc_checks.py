@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import re
 import shlex
@@ -43,6 +44,7 @@ from doc_reading import (
     line_of,
     python_snippets,
     resolves,
+    script_flags,
     slugs,
     test_names,
 )
@@ -113,14 +115,12 @@ def link_problems(doc: str, text: str) -> list[str]:
 
 def command_problems(doc: str, text: str) -> list[str]:
     """corral command lines the parser refuses, or whose overrides the config loader refuses."""
-    from corral.cli.app import build_parser
-
     problems = []
     for number, argv in command_lines(text):
         err = io.StringIO()
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                args = build_parser().parse_args(argv)
+                args = corral_parser().parse_args(argv)
         except SystemExit as exc:
             if exc.code == 0:  # --help of a command that exists
                 continue
@@ -136,14 +136,12 @@ def command_problems(doc: str, text: str) -> list[str]:
 def inline_command_problems(doc: str, text: str) -> list[str]:
     """`corral ...` in inline code (often a fragment, `corral eval --strategy`): its commands,
     flags and, for a training command, override keys must exist."""
-    from corral.cli.app import build_parser
-
     keys, problems = method_keys(), []
     for number, span in inline_code(text):
         if not span.startswith("corral ") or PLACEHOLDER.search(span) or span in NOT_COMMANDS:
             continue
         words = shlex.split(OPTIONAL.sub("", span).replace("|", " "))[1:]
-        parser, path = build_parser(), []
+        parser, path = corral_parser(), []
         top_flags = set(parser._option_string_actions)
         while words and not words[0].startswith("-"):
             choices = next((a.choices for a in parser._actions
@@ -171,11 +169,18 @@ OTHER_FLAGS = {"--no-deps", "--disable-userns", "--die-with-parent", "--clearenv
                "--unshare-all"}
 
 
-def all_flags() -> set[str]:
-    """Every flag of every `corral` command, and of the bench/ and scripts/ programs."""
+@functools.cache
+def corral_parser() -> argparse.ArgumentParser:
+    """The real `corral` parser (parsing does not change it, so one serves every line)."""
     from corral.cli.app import build_parser
 
-    flags, todo = set(OTHER_FLAGS), [build_parser()]
+    return build_parser()
+
+
+@functools.cache
+def all_flags() -> set[str]:
+    """Every flag of every `corral` command, and of the bench/ and scripts/ programs."""
+    flags, todo = set(OTHER_FLAGS), [corral_parser()]
     while todo:
         parser = todo.pop()
         flags |= {f for f in parser._option_string_actions if f.startswith("--")}
@@ -184,8 +189,7 @@ def all_flags() -> set[str]:
         todo += [p for a in parser._actions if isinstance(a, argparse._SubParsersAction)
                  for p in a.choices.values()]
     for script in [*(ROOT / "bench").glob("*.py"), *(ROOT / "scripts").glob("*.py")]:
-        flags |= set(re.findall(r"add_argument\(\s*(?:\"-\w\",\s*)?\"(--[\w-]+)\"",
-                                script.read_text()))
+        flags |= script_flags(script) or set()
     return flags
 
 
@@ -197,12 +201,6 @@ def flag_problems(doc: str, text: str) -> list[str]:
         if m and m.group(1) not in flags:
             problems.append(f"{doc}:{number}: no command has the flag {m.group(1)}")
     return problems
-
-
-def script_flags(path: Path) -> set[str] | None:
-    """The flags a bench/ or scripts/ program declares (None: it parses no flags itself)."""
-    found = set(re.findall(r"add_argument\(\s*(?:\"-\w\",\s*)?\"(--[\w-]+)\"", path.read_text()))
-    return found or None
 
 
 def script_problems(doc: str, text: str) -> list[str]:
@@ -241,6 +239,7 @@ def config_error(args) -> str:
     return ""
 
 
+@functools.cache
 def method_keys() -> dict[str, set[str]]:
     from corral.core.config import describe
     from corral.methods import registry
@@ -248,6 +247,7 @@ def method_keys() -> dict[str, set[str]]:
     return {name: {row["key"] for row in describe(m.config)} for name, m in registry().items()}
 
 
+@functools.cache
 def renamed_keys() -> set[str]:
     """Old key names a config still accepts with a note (`rl.value_coef` -> `ppo.value_coef`)."""
     from corral.methods import registry
@@ -331,8 +331,6 @@ def train_options_error(node) -> list[str]:
     """`TrainOptions("dpo", overrides=("key=value", ...))` with literal strings: its config."""
     import ast
 
-    from corral.cli.app import build_parser
-
     try:
         method = ast.literal_eval(node.args[0]) if node.args else None
         overrides = next((ast.literal_eval(k.value) for k in node.keywords
@@ -341,7 +339,7 @@ def train_options_error(node) -> list[str]:
         return []  # not literals: nothing to check
     if not isinstance(method, str):
         return []
-    args = build_parser().parse_args([method, *overrides]) if method else None
+    args = corral_parser().parse_args([method, *overrides]) if method else None
     error = config_error(args) if args else ""
     return [f"TrainOptions({method!r}): {error}"] if error else []
 

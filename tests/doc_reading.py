@@ -190,3 +190,9 @@ def resolves(dotted: str) -> bool:
             obj = getattr(obj, attr)
         return True
     return False
+
+
+def script_flags(path: Path) -> set[str] | None:
+    """The flags a bench/ or scripts/ program declares (None: it parses no flags itself)."""
+    found = set(re.findall(r"add_argument\(\s*(?:\"-\w\",\s*)?\"(--[\w-]+)\"", path.read_text()))
+    return found or None
