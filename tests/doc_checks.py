@@ -183,9 +183,7 @@ def all_flags() -> set[str]:
     flags, todo = set(OTHER_FLAGS), [corral_parser()]
     while todo:
         parser = todo.pop()
-        flags |= {f for f in parser._option_string_actions if f.startswith("--")}
-        flags |= {f"--no-{f[2:]}" for a in parser._actions
-                  if isinstance(a, argparse.BooleanOptionalAction) for f in a.option_strings}
+        flags |= {f for f in parser._option_string_actions if f.startswith("--")}  # --no-x too
         todo += [p for a in parser._actions if isinstance(a, argparse._SubParsersAction)
                  for p in a.choices.values()]
     for script in [*(ROOT / "bench").glob("*.py"), *(ROOT / "scripts").glob("*.py")]:
