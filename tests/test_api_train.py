@@ -92,3 +92,13 @@ def test_a_finished_run_by_name_is_a_model_to_train_on(setup, tmp_path):
 
     lines, _ = lineage_tree("t2", "runs")  # the tree follows the name to run t and its data
     assert sum("c.jsonl" in line for line in lines) >= 2, lines
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto", "rm"])
+def test_a_method_that_reads_no_task_refuses_data_task(setup, method):
+    with pytest.raises(CorralError, match=rf"corral {method} does not train on "
+                                          r"data.task=arithmetic.*corral pairs --task"):
+        train(TrainOptions(method, overrides=("data.task=arithmetic", f"model.name={setup}")))
+    with pytest.raises(CorralError, match="not both"):  # never silently unused
+        train(TrainOptions(method, overrides=("data.task=arithmetic", "data.train=c.jsonl",
+                                              f"model.name={setup}")))

@@ -84,7 +84,7 @@ METHOD = Method("ppo", PPOConfig, build, read,
                 "PPO with a value head and a reward model (rl.reward_model=RUN), the "
                 "InstructGPT recipe after `corral sft` and `corral rm`", fresh_adapter=True,
                 forced=("rl.preset=ppo",), report=_report, doc="docs/rl.md",
-                data_hint="set data.train=PROMPTS.jsonl or data.task=NAME")
+                data_hint="set data.train=PROMPTS.jsonl or data.task=NAME", reads_task=True)
 METHODS = [METHOD]
 
 

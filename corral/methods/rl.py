@@ -124,6 +124,7 @@ def _report_curve(store, log) -> None:
 
 def _method(name: str, summary: str, report=None) -> Method:
     return Method(name, RLConfig, build, read, summary, fresh_adapter=True, report=report,
+                  reads_task=True,
                   data_hint="set data.task=NAME (e.g. arithmetic) or data.train=FILE.jsonl "
                   "(OpenAI RFT format)", doc="docs/rl.md")
 

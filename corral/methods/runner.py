@@ -59,6 +59,7 @@ class Method:
     read: Callable  # (cfg) -> validated data, before any model loads
     summary: str
     data_hint: str = "set data.train=FILE (jsonl, json, parquet or HF id)"
+    reads_task: bool = False  # trains on data.task's items (SFT on solutions, RL on prompts)
     fresh_adapter: bool = False  # methods with a reference train a new adapter on a saved one
     load: Callable | None = None  # (cfg) -> model; default: the policy of model.* and lora.*
     forced: tuple = ()  # overrides the command always applies (simpo: dpo.loss=simpo)
@@ -74,6 +75,11 @@ def prepare(method: Method, cfg, policy=None) -> tuple[Setup, Built]:
     data = cfg.data
     if not (data.train or getattr(data, "task", "")):
         raise CorralError(f"no training data: {method.data_hint}")
+    if getattr(data, "task", "") and not method.reads_task:
+        raise CorralError(f"corral {method.name} does not train on data.task={data.task} (a "
+                          f"task gives prompts and reference answers, not the rows this method "
+                          f"learns from); drop data.task and {method.data_hint}, e.g. made by "
+                          f"`corral pairs --task {data.task} --out pairs`")
     if data.train:
         refuse_unseen(data.train, data.unseen)
     records = method.read(cfg)

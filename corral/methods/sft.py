@@ -69,6 +69,7 @@ def build(cfg: SFTConfig, setup: Setup) -> Built:
 
 METHOD = Method("sft", SFTConfig, build, read, "supervised fine-tuning (full or LoRA)",
                 data_hint="set data.train=FILE (jsonl, json, parquet or HF id) or data.task=NAME",
+                reads_task=True,
                 doc="docs/config.md")
 METHODS = [METHOD]
 
