@@ -335,7 +335,8 @@ def train_options_error(node) -> list[str]:
                           if k.arg == "overrides"), ())
     except ValueError:
         return []  # not literals: nothing to check
-    if not isinstance(method, str):
+    if not isinstance(method, str) or not isinstance(overrides, (tuple, list)) or \
+            not all(isinstance(o, str) for o in overrides):
         return []
     args = corral_parser().parse_args([method, *overrides]) if method else None
     error = config_error(args) if args else ""

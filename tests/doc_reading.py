@@ -105,14 +105,19 @@ def _segments(words: list[str]) -> list[list[str]]:
 
 
 def inline_code(text: str) -> list[tuple[int, str]]:
-    """(line number, content) of every `inline code` span outside code blocks."""
-    spans, fenced = [], False
-    for number, line in enumerate(text.split("\n"), 1):
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-            continue
-        if not fenced:
-            spans += [(number, m.group(1)) for m in re.finditer(r"`([^`\n]+)`", line)]
+    """(line number of its start, content) of every `inline code` span outside code blocks; a
+    span may run over a line break inside a paragraph (it is read with a space there)."""
+    lines, fenced, code = text.split("\n"), False, set()
+    for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("```") or fenced:
+            code.add(number)
+            fenced ^= line.lstrip().startswith("```")
+    code |= {start + k for start, _, body in code_blocks(text) for k in range(len(body))}
+    prose = "\n".join("" if n in code else line for n, line in enumerate(lines, 1))
+    spans = []
+    for m in re.finditer(r"`([^`]+)`", prose):
+        if "\n\n" not in m.group(1):
+            spans.append((prose.count("\n", 0, m.start()) + 1, m.group(1).replace("\n", " ")))
     return spans
 
 

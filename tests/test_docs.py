@@ -62,6 +62,8 @@ fine: `corral eval --strategy`, `corral grade validate|run`, `corral sft --resum
 Download `../shared/data/gsm8k`, as issue 12 and #12 said; `#### 4` is an answer.
 Then `corral sft` takes `rl.n=4`.
 Bench: `python bench/sft.py --model tiny --nope 3`; fine: `python bench/eval.py --few-shot 4`.
+A span over a line break: `corral grpo --resume RUN
+--nope-either`.
 """
 
 
@@ -79,7 +81,7 @@ def test_planted_problems_are_caught():
     assert "train.nope" in text["commands"] and "unrecognized arguments: --nope" in text["commands"]
     assert [p.split(": ", 1)[1] for p in found["inline_commands"]] == [
         "no command `corral rl`", "`corral eval` has no flag --nope",
-        "`corral rft` has no config key rl.nope"]
+        "`corral rft` has no config key rl.nope", "`corral grpo` has no flag --nope-either"]
     assert len(found["yaml"]) == 2 and "'train.lr' must be a number" in text["yaml"]
     assert "differs from examples/rm.yaml" in text["yaml"]
     assert [p.split(": ", 1)[1] for p in found["python"]] == [
