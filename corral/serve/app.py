@@ -8,6 +8,7 @@ stopped by the app's lifespan.
 from __future__ import annotations
 
 import hmac
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ def create_app(root, api_keys=(), *, models: dict | None = None, workers: int = 
         yield
         if scheduler:
             state.scheduler.stop()
+            running = state.store.jobs_in(("running",))
+            print(f"corral serve: stopped; {len(running)} running job(s) resume on the next "
+                  "start", file=sys.stderr, flush=True)
 
     app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)

@@ -1,10 +1,10 @@
 """Runs jobs: a thread of the server that validates files (the `validating_files` state)
 and hands queued jobs to worker processes, `workers` at a time (1 by default).
 
-A worker is `python -m corral.serve.worker ROOT` started ahead of need (a warm spare that
-has imported torch already) and given one job on its stdin; it runs the job through
-`corral.api.train` and exits. A job whose worker dies (killed, crashed) stays `running` and
-is handed to a new worker, which resumes it from the run's last checkpoint
+A worker is `python -m corral.serve.worker ROOT` started ahead of need while a slot is free
+(a warm spare that has imported torch already) and given one job on its stdin; it runs the
+job through `corral.api.train` and exits. A job whose worker dies (killed, crashed) stays
+`running` and is handed to a new worker, which resumes it from the run's last checkpoint
 (`run.resume`); after MAX_ATTEMPTS deaths it fails. On restart after `kill -9`, running jobs
 resume the same way and queued jobs stay queued. Cancel marks the job cancelled in the
 database first, then stops its worker (SIGTERM): the worker never overwrites a cancelled
@@ -87,7 +87,8 @@ class Scheduler:
     def _keep_spare(self) -> None:
         if self.spare is not None and self.spare.poll() is not None:
             self.spare = None
-        if self.spare is None and not self._stop.is_set() and self.state.warm_spare:
+        free = len(self.procs) < self.workers  # no spare warming beside a full house
+        if self.spare is None and free and not self._stop.is_set() and self.state.warm_spare:
             self.spare = self._spawn()
 
     def _launch(self) -> None:

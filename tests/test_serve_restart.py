@@ -1,0 +1,121 @@
+"""Durable jobs: a worker killed mid-job is replaced and the job resumes from its last
+checkpoint (no step trained twice, the same final loss as an uninterrupted job); the server
+killed with SIGKILL and restarted on the same root finds its queued job still queued and
+its running job resumed; SIGTERM stops the server and its worker cleanly."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import openai
+import pytest
+from test_serve_support import KEY, ThreadServer, chat_rows, free_port, jsonl, wait_for
+
+from corral.serve.app import create_app
+from corral.serve.db import Store
+from corral.testing import save_tiny
+
+STEPS = 30
+HYPER = {"n_epochs": STEPS}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "tiny")
+
+
+def steps(root, job_id) -> list[int]:
+    rows = (root / "runs" / job_id / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(r)["step"] for r in rows if "loss" in json.loads(r)]
+
+
+def final_loss(root, job_id) -> float:
+    rows = [json.loads(r) for r in
+            (root / "runs" / job_id / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "loss" in r][-1]["loss"]
+
+
+def wait_checkpoint(client, job_id, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while not client.fine_tuning.jobs.checkpoints.list(job_id).data:
+        assert time.monotonic() < deadline, "no checkpoint came"
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(tiny, tmp_path):
+    root = tmp_path / "root"
+    app = create_app(root, [KEY], models={"tiny": tiny}, save_every=5,
+                     overrides=("lora.r=4",))
+    server = ThreadServer(app).start()
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key=KEY, max_retries=0)
+        train = client.files.create(file=("t.jsonl", jsonl(chat_rows())), purpose="fine-tune")
+        jobs = [client.fine_tuning.jobs.create(model="tiny", training_file=train.id, seed=3,
+                                               hyperparameters=HYPER) for _ in range(2)]
+        first = jobs[0].id
+        wait_checkpoint(client, first)
+        os.kill(app.state.corral.scheduler.procs[first].pid, signal.SIGKILL)
+        for job in jobs:
+            assert wait_for(client, job.id).status == "succeeded"
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(first, limit=100)]
+    finally:
+        server.stop()
+    assert any(m.startswith("The worker process exited (code -9)") for m in messages)
+    assert any(m.startswith("Resuming from the checkpoint at step") for m in messages)
+    assert steps(root, first) == list(range(1, STEPS + 1))  # each step once
+    uninterrupted = jobs[1].id
+    assert final_loss(root, first) == pytest.approx(final_loss(root, uninterrupted),
+                                                    rel=1e-5)
+
+
+def start_server(root, port, tiny) -> subprocess.Popen:
+    code = ("from corral.serve.server import ServeOptions, serve; "
+            f"serve(ServeOptions(root={str(root)!r}, port={port}, save_every=5, "
+            f"model=('tiny={tiny}',), set=('lora.r=4',)))")
+    env = {**os.environ, "CORRAL_API_KEYS": KEY, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def connect(port, proc) -> openai.OpenAI:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY,
+                           max_retries=0, timeout=10)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.models.list()
+            return client
+        except openai.APIConnectionError:
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+
+
+def test_kill_9_the_server_and_restart(tiny, tmp_path):
+    root, port = tmp_path / "root", free_port()
+    proc = start_server(root, port, tiny)
+    try:
+        client = connect(port, proc)
+        train = client.files.create(file=("t.jsonl", jsonl(chat_rows())), purpose="fine-tune")
+        running = client.fine_tuning.jobs.create(model="tiny", training_file=train.id,
+                                                 hyperparameters=HYPER).id
+        queued = client.fine_tuning.jobs.create(model="tiny", training_file=train.id).id
+        wait_checkpoint(client, running)
+        wait_for(client, queued, ("queued",))
+        proc.kill()
+        proc.wait()
+        store = Store(root)
+        assert [store.job(j)["status"] for j in (running, queued)] == ["running", "queued"]
+        proc = start_server(root, port, tiny)
+        client = connect(port, proc)
+        for job in (running, queued):
+            assert wait_for(client, job).status == "succeeded"
+        assert steps(root, running) == list(range(1, STEPS + 1))
+        proc.send_signal(signal.SIGTERM)  # graceful: requests finish, workers stop
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+        assert "corral serve: stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
