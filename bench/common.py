@@ -6,6 +6,7 @@ matmul peak and FLOP utilisation, and plain-text tables.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -13,6 +14,12 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+# GSM8K as JSONL (train.jsonl, test.jsonl): $CORRAL_GSM8K, else shared/data/gsm8k/ beside the
+# repository (the layout of the machine the benches were written on).
+GSM8K_DIR = Path(os.environ.get("CORRAL_GSM8K") or
+                 Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k")
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10, trials: int = 3) -> float:

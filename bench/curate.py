@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, run_isolated
+from common import GSM8K_DIR, print_table, run_isolated
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k"
+GSM8K = GSM8K_DIR
 
 
 def questions(split: str) -> list[str]:

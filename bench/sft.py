@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench/ is not a package: its helpers are imported from this directory
 from common import (
+    GSM8K_DIR,
     StepClock,
     matmul_params,
     matmul_peak_gflops,
@@ -28,7 +29,7 @@ from common import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-GSM8K = REPO / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
+GSM8K = GSM8K_DIR / "train.jsonl"
 WARMUP = 2
 SEQS_PER_STEP = 8
 MAX_LENGTH = 512
