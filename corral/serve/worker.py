@@ -22,12 +22,17 @@ from corral.serve.progress import Progress
 
 
 def _die_with_parent() -> None:
+    """SIGKILL this worker when the server dies (kill -9 included), so a restarted server
+    never finds an orphan still training its job."""
+    parent = os.getppid()
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # the server died before the call above took effect
+        sys.exit(0)
 
 
 def _lock(root: Path, job_id: str, wait_s: float = 60.0):
