@@ -58,6 +58,13 @@ def test_supervised_job_end_to_end(served):
     assert last.metrics.full_valid_loss == last.metrics.valid_loss
     assert last.fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-4"
     assert (root / "runs" / job.id / "final").is_dir()  # a run like any CLI run
+    from corral import api
+
+    lines = api.lineage(api.LineageOptions(job.id, root=str(root / "runs"))).lines
+    assert any(job.id in line for line in lines)
+    reply = api.chat(api.ChatOptions(model=job.id, prompt="say 1", max_new_tokens=4,
+                                     root=str(root / "runs")))
+    assert isinstance(reply.text, str)
 
     assert done.fine_tuned_model in [m.id for m in client.models.list()]
     assert client.models.retrieve(done.fine_tuned_model).owned_by == "corral"

@@ -166,11 +166,9 @@ class Store:
         with self.tx() as conn:
             conn.execute(sql, (obj["id"], job_id, json.dumps(obj)))
 
-    def add_checkpoint(self, obj: dict) -> None:
-        with self.tx() as db:
-            db.execute("INSERT OR IGNORE INTO checkpoints(id, job_id, step, obj) "
-                       "VALUES (?,?,?,?)", (obj["id"], obj["fine_tuning_job_id"],
-                                            obj["step_number"], json.dumps(obj)))
+    def add_checkpoint(self, db, obj: dict) -> None:
+        db.execute("INSERT OR IGNORE INTO checkpoints(id, job_id, step, obj) VALUES (?,?,?,?)",
+                   (obj["id"], obj["fine_tuning_job_id"], obj["step_number"], json.dumps(obj)))
 
     # -- lists -----------------------------------------------------------------------------
     def page(self, table: str, where: str, params: tuple, after: str | None, limit: int,

@@ -73,37 +73,42 @@ class Progress:
             except Exception:  # progress is best effort; the final sync runs after training
                 continue
 
-    def sync(self) -> list[dict]:
-        rows = read_rows(self.run_dir / "metrics.jsonl")
+    def sync(self) -> None:
+        """Record the steps and checkpoints not recorded yet, in one transaction."""
         by_step = {}
-        for row in rows:
+        for row in read_rows(self.run_dir / "metrics.jsonl"):
             by_step.setdefault(row.get("step"), {}).update(row)
-        for step, row in sorted(by_step.items(), key=lambda kv: kv[0] or 0):
-            if step and "loss" in row and step not in self._steps:
-                self._steps.add(step)
-                self._metric_event(step, row)
+        steps = [s for s, row in by_step.items()
+                 if s and "loss" in row and s not in self._steps]
         ckpts = self.run_dir / "checkpoints"
-        for path in sorted(ckpts.glob("step-*")) if ckpts.is_dir() else ():
-            step = int(path.name.split("-")[1])
-            if step not in self._ckpts and step in by_step:
-                self._ckpts.add(step)
-                self._checkpoint(step, by_step[step])
-        return rows
+        saved = [int(p.name.split("-")[1]) for p in
+                 (ckpts.glob("step-*") if ckpts.is_dir() else ())]
+        saved = [s for s in saved if s not in self._ckpts and s in by_step]
+        if not steps and not saved:
+            return
+        with self.store.tx() as db:
+            for step in sorted(steps):
+                self._metric_event(db, step, by_step[step])
+            for step in sorted(saved):
+                self._checkpoint(db, step, by_step[step])
+        self._steps.update(steps)
+        self._ckpts.update(saved)
 
-    def _metric_event(self, step: int, row: dict) -> None:
+    def _metric_event(self, db, step: int, row: dict) -> None:
         data = {"step": step, **{NAMES[k]: row[k] for k in NAMES if k in row}}
         self.store.add_event(self.job_id, f"Step {step}: training loss={row['loss']:.4f}",
-                             data=data, kind="metrics", event_id=f"ftevent-{self.key}-s{step}")
+                             data=data, kind="metrics", event_id=f"ftevent-{self.key}-s{step}",
+                             db=db)
 
-    def _checkpoint(self, step: int, row: dict) -> None:
+    def _checkpoint(self, db, step: int, row: dict) -> None:
         metrics = {"step": float(step), **{NAMES[k]: row[k] for k in NAMES if k in row}}
-        self.store.add_checkpoint({
+        self.store.add_checkpoint(db, {
             "id": f"ftckpt-{self.key}-s{step}", "object": "fine_tuning.job.checkpoint",
             "created_at": now(), "fine_tuning_job_id": self.job_id, "step_number": step,
             "fine_tuned_model_checkpoint": f"{self.model}:ckpt-step-{step}",
             "metrics": metrics})
         self.store.add_event(self.job_id, f"Checkpoint created at step {step}",
-                             event_id=f"ftevent-{self.key}-c{step}")
+                             event_id=f"ftevent-{self.key}-c{step}", db=db)
 
     def finished(self) -> None:
         rows = read_rows(self.run_dir / "metrics.jsonl")
