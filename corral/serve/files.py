@@ -7,6 +7,7 @@ import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from corral.serve.db import ACTIVE, file_obj, now
 from corral.serve.errors import APIError, bad, not_found
@@ -82,10 +83,15 @@ async def upload(request: Request):
                   "invalid_purpose")
     name = _name(upload)
     data = await upload.read()
-    _check_jsonl(data, name)
-    obj = file_obj((new_id("file"), now(), len(data), name, purpose))
+    return await run_in_threadpool(_store_upload, state, data, name, purpose)
+
+
+def _store_upload(state, data: bytes, name: str, purpose: str) -> dict:
+    """Check, write atomically, then commit the row (off the event loop: files are big)."""
     from corral.core.io import atomic_write_bytes
 
+    _check_jsonl(data, name)
+    obj = file_obj((new_id("file"), now(), len(data), name, purpose))
     path = file_path(state, obj["id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
@@ -94,7 +100,7 @@ async def upload(request: Request):
 
 
 @router.get("/files")
-async def list_files(request: Request, after: str | None = None, limit: str | None = None,
+def list_files(request: Request, after: str | None = None, limit: str | None = None,
                      order: str = "desc", purpose: str | None = None):
     if order not in ("asc", "desc"):
         raise bad("order must be 'asc' or 'desc'", "order")
@@ -114,19 +120,19 @@ def _live(request: Request, file_id: str) -> dict:
 
 
 @router.get("/files/{file_id}")
-async def retrieve(request: Request, file_id: str):
+def retrieve(request: Request, file_id: str):
     return _live(request, file_id)
 
 
 @router.get("/files/{file_id}/content")
-async def content(request: Request, file_id: str):
+def content(request: Request, file_id: str):
     got = _live(request, file_id)
     return FileResponse(file_path(request.app.state.corral, file_id),
                         media_type="application/jsonl", filename=got["filename"])
 
 
 @router.delete("/files/{file_id}")
-async def delete(request: Request, file_id: str):
+def delete(request: Request, file_id: str):
     _live(request, file_id)
     state = request.app.state.corral
 

@@ -82,12 +82,15 @@ def _create(store, spec: dict, request_hash: str, twin_ok: bool) -> dict:
 async def create(request: Request):
     state = request.app.state.corral
     body = await json_body(request)
-    spec = jobspec.parse(body, lambda ident, param: check_file(state, ident, param))
     key = request.headers.get("idempotency-key")
     retry = request.headers.get("x-stainless-retry-count", "0").strip() not in ("", "0")
     who = request.headers.get("authorization", "")
     digest = hashlib.sha256(json.dumps([who, key, body], sort_keys=True).encode()).hexdigest()
-    obj = await run_in_threadpool(_create, state.store, spec, digest, bool(key) or retry)
+
+    def parse_and_create() -> dict:  # off the event loop: both read the database
+        spec = jobspec.parse(body, lambda ident, param: check_file(state, ident, param))
+        return _create(state.store, spec, digest, bool(key) or retry)
+    obj = await run_in_threadpool(parse_and_create)
     state.scheduler.wake()
     return obj
 
@@ -100,7 +103,7 @@ def _job(request: Request, job_id: str) -> dict:
 
 
 @router.get("/fine_tuning/jobs")
-async def list_jobs(request: Request, after: str | None = None, limit: str | None = None):
+def list_jobs(request: Request, after: str | None = None, limit: str | None = None):
     where, params = "1=1", ()
     for name, value in request.query_params.multi_items():
         if name.startswith("metadata[") and name.endswith("]"):
@@ -115,16 +118,16 @@ async def list_jobs(request: Request, after: str | None = None, limit: str | Non
 
 
 @router.get("/fine_tuning/jobs/{job_id}")
-async def retrieve(request: Request, job_id: str):
+def retrieve(request: Request, job_id: str):
     return _job(request, job_id)
 
 
 @router.post("/fine_tuning/jobs/{job_id}/cancel")
 async def cancel(request: Request, job_id: str):
     state = request.app.state.corral
-    got = _job(request, job_id)
 
     def do() -> dict | None:
+        _job(request, job_id)
         with state.store.tx() as db:
             obj = state.store.transition_in(db, job_id, ACTIVE, status="cancelled",
                                             finished_at=now())
@@ -133,7 +136,7 @@ async def cancel(request: Request, job_id: str):
             return obj
     obj = await run_in_threadpool(do)
     if obj is None:
-        got = state.store.job(job_id) or got
+        got = state.store.job(job_id)
         raise bad(f"job {job_id} is already {got['status']}; only jobs that are validating "
                   "files, queued or running can be cancelled", "fine_tuning_job_id",
                   "job_not_cancellable")
@@ -142,7 +145,7 @@ async def cancel(request: Request, job_id: str):
 
 
 @router.get("/fine_tuning/jobs/{job_id}/events")
-async def events(request: Request, job_id: str, after: str | None = None,
+def events(request: Request, job_id: str, after: str | None = None,
                  limit: str | None = None):
     _job(request, job_id)
     return listing(request.app.state.corral.store, "events", "job_id=?", (job_id,), after,
@@ -150,7 +153,7 @@ async def events(request: Request, job_id: str, after: str | None = None,
 
 
 @router.get("/fine_tuning/jobs/{job_id}/checkpoints")
-async def checkpoints(request: Request, job_id: str, after: str | None = None,
+def checkpoints(request: Request, job_id: str, after: str | None = None,
                       limit: str | None = None):
     _job(request, job_id)
     return listing(request.app.state.corral.store, "checkpoints", "job_id=?", (job_id,),

@@ -24,7 +24,7 @@ def _alias(name: str, created: int) -> dict:
 
 
 @router.get("/models")
-async def list_models(request: Request):
+def list_models(request: Request):
     state = request.app.state.corral
     rows = state.store.query("SELECT obj FROM jobs WHERE status='succeeded' AND "
                              "model_deleted=0 ORDER BY seq")
@@ -45,12 +45,12 @@ def _find(request: Request, model: str) -> dict:
 
 
 @router.get("/models/{model:path}")
-async def retrieve(request: Request, model: str):
+def retrieve(request: Request, model: str):
     return _find(request, model)
 
 
 @router.delete("/models/{model:path}")
-async def delete(request: Request, model: str):
+def delete(request: Request, model: str):
     _find(request, model)
     if not model.startswith("ft:"):
         raise bad(f"model {model} is not a fine-tuned model; only ft: models can be deleted",
