@@ -136,11 +136,11 @@ def make_judge(opts: _JudgeTaskOptions, generator=None):
     from corral.infer.generators import generator_for
 
     rubric = opts.rubric
-    if rubric not in ("additive", "correctness"):
+    if rubric not in ("additive", "correctness", "pal"):
         path = Path(rubric)
         if not path.is_file():
-            raise CorralError(f"--rubric {rubric}: not a built-in (additive, correctness) and "
-                              "no such file; give a template with {question} and {answer}")
+            raise CorralError(f"--rubric {rubric}: not a built-in (additive, correctness, pal) "
+                              "and no such file; give a template with {question} and {answer}")
         rubric = path.read_text(encoding="utf-8")
     gen = generator or generator_for(opts.judge, root=opts.root, key="--judge",
                                      batch_size=opts.engine_batch)

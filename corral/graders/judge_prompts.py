@@ -91,7 +91,11 @@ def critique_turn(request: str) -> str:
     return f"{request} {CRITIQUE_CLOSING}"
 
 
-RUBRICS = {"additive": (ADDITIVE, 0, 5), "correctness": (CORRECTNESS, 0, 1)}
+# The program-aided rubric (graders/pal_judge.py): the judge writes a program computing the
+# answer (graders/programs.py's prompt), the sandbox runs it, and its printed value is compared
+# with the response's final answer. No template is filled; this text names the check.
+PAL = "program-aided: a program computes the answer to {question}; {answer} must match it"
+RUBRICS = {"additive": (ADDITIVE, 0, 5), "correctness": (CORRECTNESS, 0, 1), "pal": (PAL, 0, 1)}
 
 REASON_SCORE = '\nFirst explain your assessment in at most 80 words, then end with a line ' \
     '"Score: <points>".'

@@ -96,15 +96,22 @@ class JudgeStats:
     failed: int = 0  # calls that raised (endpoint errors)
     cache_hits: int = 0
     verdicts: int = 0
+    programs: int = 0  # the pal rubric: programs run in the sandbox, and their wall seconds
+    sandbox_s: float = 0.0
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if not self.programs:
+            out.pop("programs")
+            out.pop("sandbox_s")
+        return out
 
 
 @dataclass
 class Judge:
     """See the module docstring. rubric: "additive" (Self-Rewarding's 5 points), "correctness"
-    (0/1), or a template text with {question} and {answer}, scored `low`..`high`."""
+    (0/1), "pal" (a program computes the answer, graders/pal_judge.py), or a template text
+    with {question} and {answer}, scored `low`..`high`."""
     generator: object
     rubric: str = "additive"
     low: float | None = None
@@ -140,6 +147,9 @@ class Judge:
             raise CorralError(f"judge {self.generator.name}: --verdict logprob reads the "
                               "model's next-token probabilities, which only a local model "
                               "gives; use --verdict generate for an endpoint")
+        if self.rubric == "pal" and self.verdict != "generate":
+            raise CorralError("--rubric pal writes and runs a program, it reads no verdict "
+                              "token; drop --verdict logprob")
         if self.retries < 0:
             raise CorralError(f"judge retries {self.retries}: give 0 or more")
 
@@ -150,10 +160,13 @@ class Judge:
                     {"score": self.template, "pair": self.pairwise_template,
                      "critique": self.critique_template, "reasoning": self.reasoning}),
                 "range": [self.low, self.high], "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature, "verdict": self.verdict}
+                "temperature": self.temperature, "verdict": self.verdict,
+                **({"programs": _pal().prompt_hash()} if self.rubric == "pal" else {})}
 
     # -- the three questions -------------------------------------------------------------
     def score(self, conversations, answers, principle: str = "") -> list[Verdict]:
+        if self.rubric == "pal":
+            return _pal().score(self, conversations, answers)
         if self.verdict == "logprob":
             return self._score_by_choice(conversations, answers, principle)
         suffix = P.REASON_SCORE if self.reasoning else P.BARE_SCORE
@@ -165,6 +178,8 @@ class Judge:
 
     def compare(self, conversations, answers_a, answers_b, principle: str = "") -> list[Verdict]:
         """One order: answers_a shown as response A."""
+        if self.rubric == "pal":
+            return _pal().compare(self, conversations, answers_a, answers_b)
         choose = self.verdict == "logprob"
         suffix = P.CHOOSE_PAIR if choose else P.REASON_PAIR if self.reasoning else P.BARE_PAIR
         prompts = [P.fill(self.pairwise_template, question=P.question_text(c), answer_a=a,
@@ -216,6 +231,10 @@ class Judge:
         return [PairVerdict(verdicts[k], verdicts[n + k]) for k in range(n)]
 
     def critique(self, conversations, answers, principle: str = "") -> list[Verdict]:
+        if self.rubric == "pal":
+            raise CorralError("the pal rubric checks final answers with a program and writes "
+                              "no critique; give a text rubric (correctness, additive) to "
+                              "critique with")
         prompts = [P.fill(self.critique_template, question=P.question_text(c), answer=a,
                           request=P.DEFAULT_CRITIQUE, principle=principle)
                    for c, a in zip(conversations, answers)]
@@ -336,3 +355,10 @@ class Judge:
         results = self.generator.chat(conversations, params or self.params(),
                                       return_errors=True)
         return [r if isinstance(r, Exception) else r[0].text for r in results]
+
+
+def _pal():
+    """graders/pal_judge.py, the pal rubric's machinery (it imports this module)."""
+    from corral.graders import pal_judge
+
+    return pal_judge

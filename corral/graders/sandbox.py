@@ -164,29 +164,9 @@ def run_python_grader(source: str, pairs: list[tuple[dict, dict]], timeout_s: fl
 
 
 def _run(source, pairs, timeout_s, memory_mb, cpu_s, scratch_mb, max_processes, bwrap, info):
-    root = os.geteuid() == 0
-    job = json.dumps({
-        "source": source, "pairs": [[item, sample] for item, sample in pairs],
-        "memory_mb": int(memory_mb), "cpu_s": cpu_s,
-        # unsandboxed, RLIMIT_NPROC would count every process of the user's: left unset there
-        "nproc": int(max_processes) if bwrap else None,
-        # a uid of its own per batch: nothing else runs as it, so it owns nothing and its
-        # process count is this sandbox's alone
-        "uid": 2_000_000_000 + secrets.randbelow(100_000_000) if bwrap and root else None,
-        "seccomp": bool(bwrap)}, default=str).encode()
-    scratch = None
-    if bwrap:
-        argv, env, cwd = _bwrap_argv(bwrap, root, int(scratch_mb) << 20), {}, "/"
-    else:
-        scratch = tempfile.mkdtemp(prefix="corral-grader-")
-        argv = [sys.executable, "-I", "-c", _child_source()]
-        env, cwd = {"HOME": scratch, "TMPDIR": scratch}, scratch  # nothing of the parent's
-    info.update(sandbox="bwrap" if bwrap else "none", startup_s=None)
-    try:
-        records, failure = _run_child(argv, env, cwd, job, timeout_s, len(pairs), info)
-    finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+    job = {"source": source, "pairs": [[item, sample] for item, sample in pairs], "cpu_s": cpu_s}
+    records, failure = launch(job, len(pairs), timeout_s, memory_mb, scratch_mb, max_processes,
+                              bwrap, info)
     results = []
     for i in range(len(pairs)):
         record = records.get(i)
@@ -197,6 +177,36 @@ def _run(source, pairs, timeout_s, memory_mb, cpu_s, scratch_mb, max_processes, 
         else:
             results.append((0.0, record["error"]))
     return results
+
+
+def launch(job: dict, n: int, timeout_s: float, memory_mb: int, scratch_mb: int,
+           max_processes: int, bwrap: str | None, info: dict, valid=None,
+           what: str = "the python grader") -> tuple[dict[int, dict], str]:
+    """One sandbox (bwrap, or with `bwrap` None the weaker child process) running the child on
+    `job` plus its limits; (result records by index, why the ones missing are missing).
+    `valid(record, n)` accepts a result line (default: a grader's value or error)."""
+    root = os.geteuid() == 0
+    job = json.dumps({
+        **job, "memory_mb": int(memory_mb), "cpu_s": job.get("cpu_s"),
+        # unsandboxed, RLIMIT_NPROC would count every process of the user's: left unset there
+        "nproc": int(max_processes) if bwrap else None,
+        # a uid of its own per batch: nothing else runs as it, so it owns nothing and its
+        # process count is this sandbox's alone
+        "uid": 2_000_000_000 + secrets.randbelow(100_000_000) if bwrap and root else None,
+        "seccomp": bool(bwrap), "pidns": bool(bwrap)}, default=str).encode()
+    scratch = None
+    if bwrap:
+        argv, env, cwd = _bwrap_argv(bwrap, root, int(scratch_mb) << 20), {}, "/"
+    else:
+        scratch = tempfile.mkdtemp(prefix="corral-grader-")
+        argv = [sys.executable, "-I", "-c", _child_source()]
+        env, cwd = {"HOME": scratch, "TMPDIR": scratch}, scratch  # nothing of the parent's
+    info.update(sandbox="bwrap" if bwrap else "none", startup_s=None)
+    try:
+        return _run_child(argv, env, cwd, job, timeout_s, n, info, valid or _valid, what)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _python_paths() -> list[str]:
@@ -265,8 +275,8 @@ def _valid(record, n: int) -> bool:
     return value is None and isinstance(record.get("error"), str)
 
 
-def _run_child(argv, env, cwd, job: bytes, timeout_s: float, n: int, info: dict
-               ) -> tuple[dict[int, dict], str]:
+def _run_child(argv, env, cwd, job: bytes, timeout_s: float, n: int, info: dict, valid=None,
+               what: str = "the python grader") -> tuple[dict[int, dict], str]:
     """Run the child, collecting result lines as they come; the deadline moves with each one."""
     launched = time.perf_counter()
     proc = subprocess.Popen(
@@ -305,7 +315,7 @@ def _run_child(argv, env, cwd, job: bytes, timeout_s: float, n: int, info: dict
                         continue  # not a result line; the sample stays without a result
                     if info.get("startup_s") is None and record == {"ready": True}:
                         info["startup_s"] = time.perf_counter() - launched
-                    elif _valid(record, n):
+                    elif (valid or _valid)(record, n):
                         records.setdefault(record["i"], record)
                 if lines:
                     deadline = time.monotonic() + timeout_s
@@ -313,10 +323,10 @@ def _run_child(argv, env, cwd, job: bytes, timeout_s: float, n: int, info: dict
     selector.close()
     _kill_group(proc)
     if overlong:
-        return records, f"{KILLED}: the python grader wrote over {_MAX_LINE} bytes on one line " \
+        return records, f"{KILLED}: {what} wrote over {_MAX_LINE} bytes on one line " \
                         "of the result channel"
     return records, _failure_reason(proc, timed_out, timeout_s, stderr_tail,
-                                    info.get("sandbox") == "bwrap")
+                                    info.get("sandbox") == "bwrap", what)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -363,10 +373,10 @@ def _alive(pid: int) -> bool:
 
 
 def _failure_reason(proc, timed_out: bool, timeout_s: float, stderr_tail: bytes,
-                    via_bwrap: bool) -> str:
+                    via_bwrap: bool, what: str = "the python grader") -> str:
     """Why the samples without a result got none."""
     if timed_out:
-        return f"{TIMEOUT}: the python grader ran past {timeout_s:g} s and was killed"
+        return f"{TIMEOUT}: {what} ran past {timeout_s:g} s and was killed"
     tail = stderr_tail.decode("utf-8", "replace").strip()[-500:]
     code = proc.returncode
     if code < 0 or (via_bwrap and code > 128):  # bwrap reports a signal death as 128 + its number
@@ -375,5 +385,5 @@ def _failure_reason(proc, timed_out: bool, timeout_s: float, stderr_tail: bytes,
         except ValueError:
             name = f"signal {code}"
         hint = " (CPU limit)" if name == "SIGXCPU" else " (likely the memory limit)"
-        return f"{KILLED}: the python grader process died of {name}{hint}: {tail}".rstrip(": ")
-    return f"{KILLED}: the python grader process exited with code {code}: {tail}"
+        return f"{KILLED}: {what} process died of {name}{hint}: {tail}".rstrip(": ")
+    return f"{KILLED}: {what} process exited with code {code}: {tail}"

@@ -1,11 +1,16 @@
 """The python grader sandbox's child program (graders/sandbox.py runs it).
 
+With "programs" instead of "source" in the job it runs model-written programs (program-aided
+answers, graders/programs.py): each in a forked process of its own with a CPU and wall-clock cap,
+its stdout captured; leftover processes are killed before the next one starts.
+
 It is not imported inside the sandbox: sandbox.py reads this file's text and runs it with
 `python -I -c`, so the sandbox needs nothing of corral's (only the interpreter and its
 site-packages are bound in). Standard library only. It takes {"source", "pairs", limits} as
 JSON on stdin and writes one JSON line per sample to the original stdout; user prints go to
 stderr so they cannot corrupt that. Runnable standalone: `python -I sandbox_child.py < job`.
 """
+import ast
 import ctypes
 import json
 import math
@@ -13,8 +18,11 @@ import numbers
 import os
 import platform
 import resource
+import selectors
+import signal
 import struct
 import sys
+import time
 import traceback
 
 
@@ -107,6 +115,9 @@ def main():
         out.flush()
 
     emit({"ready": True})
+    if "programs" in job:
+        run_programs(job, emit, out.fileno())
+        return
     namespace = {"__name__": "__grader__"}
     try:
         exec(compile(job["source"], "<grader>", "exec"), namespace)
@@ -129,6 +140,159 @@ def main():
             emit({"i": i, "value": float(value)})
         else:
             emit({"i": i, "error": f"error: grade() returned {value!r:.200}, not a finite number"})
+
+
+# ---------------------------------------------------------------- model-written programs
+def execute(source):
+    """Run a program as __main__; a last bare expression, or an uncalled solution(), has its
+    value printed (the program-aided conventions: `23 * 7`, PAL's `def solution(): ...`)."""
+    tree = ast.parse(source, "<program>")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    namespace = {"__name__": "__main__"}
+    exec(compile(tree, "<program>", "exec"), namespace)
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name)}
+    if last is not None:
+        value = eval(compile(last, "<program>", "eval"), namespace)
+    elif callable(namespace.get("solution")) and "solution" not in calls:
+        value = namespace["solution"]()
+    else:
+        value = None
+    if value is not None:
+        print(value)
+
+
+def program_child(source, out_w, err_w, cpu_s):
+    """In the forked process: stdout and stderr to the pipes, no other descriptor (the result
+    channel included), a session of its own, its CPU cap; never returns."""
+    code = 0
+    try:
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, 1 << 16)
+        os.setsid()
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable again: its own /proc/self
+        if cpu_s:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+        execute(source)
+    except BaseException as exc:  # noqa: BLE001 - whatever the program raised is its error
+        code = 1
+        try:
+            sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+        except BaseException:  # noqa: BLE001
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - a closed or broken stream: nothing to save
+            code = code or 1
+    os._exit(code)
+
+
+def collect(out_r, err_r, timeout_s, max_output):
+    """Read the program's stdout and stderr until both close, the deadline passes or stdout
+    grows past max_output; (stdout bytes, stderr tail, why it was cut short or None)."""
+    selector = selectors.DefaultSelector()
+    selector.register(out_r, selectors.EVENT_READ)
+    selector.register(err_r, selectors.EVENT_READ)
+    out, err, cut = b"", b"", None
+    deadline = time.monotonic() + timeout_s
+    while selector.get_map() and cut is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            cut = f"timeout: the program ran past {timeout_s:g} s and was killed"
+            break
+        for key, _ in selector.select(timeout=remaining):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                selector.unregister(key.fd)
+            elif key.fd == out_r:
+                out += chunk
+                if len(out) > max_output:
+                    cut = f"error: the program printed over {max_output} bytes"
+            else:
+                err = (err + chunk)[-2000:]
+    selector.close()
+    return out[:max_output], err, cut
+
+
+def clear(pid, pidns):
+    """Kill the program and everything it started; wait until they are gone."""
+    try:
+        if pidns:  # every process of the namespace but this one and its init
+            os.kill(-1, signal.SIGKILL)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        others = [p for p in os.listdir("/proc") if p.isdigit() and
+                  int(p) not in (1, os.getpid())] if pidns else []
+        if not others:
+            return
+        time.sleep(0.005)
+
+
+def run_one(source, job):
+    """One program: (stdout text, error or None, seconds)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        program_child(source, out_w, err_w, job["program_cpu_s"])
+    os.close(out_w)
+    os.close(err_w)
+    timeout_s = job["program_timeout_s"]
+    out, err, cut = collect(out_r, err_r, timeout_s, job["max_output"])
+    status = None
+    while cut is None and status is None:  # its pipes closed: now its exit, still in time
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = code
+        elif time.monotonic() - started > timeout_s:
+            cut = f"timeout: the program ran past {timeout_s:g} s and was killed"
+        else:
+            time.sleep(0.002)
+    clear(pid, job["pidns"])
+    os.close(out_r)
+    os.close(err_r)
+    seconds = time.monotonic() - started
+    text = out.decode("utf-8", "replace")
+    tail = err.decode("utf-8", "replace").strip().splitlines()
+    why = tail[-1][:500] if tail else ""
+    if cut:
+        return text, cut, seconds
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = f"signal {os.WTERMSIG(status)}"
+        hint = " (CPU limit)" if name == "SIGXCPU" else ""
+        return text, f"killed: the program died of {name}{hint}", seconds
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status):
+        return text, f"error: {why or f'exit code {os.WEXITSTATUS(status)}'}", seconds
+    return text, None, seconds
+
+
+def run_programs(job, emit, channel):
+    """Every program in turn. This process is made non-dumpable first, so a program (same uid)
+    cannot reach the result channel through /proc/<pid>/fd."""
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    os.set_inheritable(channel, False)
+    for i, source in enumerate(job["programs"]):
+        stdout, error, seconds = run_one(source, job)
+        emit({"i": i, "stdout": stdout, "error": error, "seconds": seconds})
 
 
 if __name__ == "__main__":

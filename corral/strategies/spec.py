@@ -1,7 +1,7 @@
 """Strategy specs as users type them (`majority:8`, `debate:3x2`) → Strategy objects.
 
     greedy | best-of-n:N[:SCORER] | majority:N | refine:R | reflexion:R
-    | debate:MxR[:SCORER] | beam:BxD[:SCORER]
+    | debate:MxR[:SCORER] | beam:BxD[:SCORER] | pal[:N]
 
 SCORER is a grader spec (a rule, a grader or reward-model JSON file) or `judge` (the model
 itself, asked whether each answer is correct; `corral eval` binds it); the caller loads it,
@@ -18,6 +18,7 @@ from corral.core.errors import CorralError
 from corral.core.registry import Registry
 from corral.strategies.beam import BeamSearch
 from corral.strategies.debate import Debate
+from corral.strategies.pal import ProgramAided
 from corral.strategies.refine import Reflexion, SelfRefine
 from corral.strategies.simple import BestOfN, Greedy, Majority
 
@@ -31,7 +32,7 @@ class StrategyKind:
     size argument (`8`, `3x2`) becomes the Strategy (`build(size, scorer, critic, **kw)`)."""
     form: str
     build: Callable
-    size: str = ""  # "", "one" (a whole number) or "two" (AxB)
+    size: str = ""  # "", "one" (a whole number), "two" (AxB) or "optional" (one or none)
     takes_scorer: bool = False
 
 
@@ -52,6 +53,8 @@ STRATEGIES.add("debate", StrategyKind(
 STRATEGIES.add("beam", StrategyKind(
     "beam:BxD[:SCORER]", lambda ab, scorer, critic, **kw: BeamSearch(*ab, scorer, **kw), "two",
     True))
+STRATEGIES.add("pal", StrategyKind(
+    "pal[:N]", lambda n, scorer, critic, **kw: ProgramAided(n, **kw), "optional"))
 FORMS = {name: kind.form for name, kind in STRATEGIES.items()}
 ACCEPTED = ", ".join(FORMS.values())
 
@@ -85,11 +88,11 @@ def parse_strategy(spec: str, *, scorer=None, critic=None, max_new_tokens: int =
         *most, final = [n for n, k in STRATEGIES.items() if k.takes_scorer]
         takers = f"{', '.join(most)} and {final}"
         raise _bad(spec, f"{kind} takes no scorer (only {takers} do)")
-    if not arg and entry.size:
+    if not arg and entry.size and entry.size != "optional":
         raise _bad(spec, f"{kind} needs its size, as in {entry.form}")
     kw = {"spec": spec.strip(), "max_new_tokens": max_new_tokens, "temperature": temperature,
           "seed": seed}
-    if not entry.size:
+    if not entry.size or (entry.size == "optional" and not rest):
         if rest:
             raise _bad(spec, f"{kind} takes no arguments")
         size = None
@@ -102,7 +105,7 @@ def parse_strategy(spec: str, *, scorer=None, critic=None, max_new_tokens: int =
         size = (int(match[1]), int(match[2]))
     else:
         if not _ONE.fullmatch(arg) or int(arg) < 1:
-            what = "samples" if kind in ("best-of-n", "majority") else "rounds"
+            what = "samples" if kind in ("best-of-n", "majority", "pal") else "rounds"
             raise _bad(spec, f"{kind} takes a whole number of {what} of at least 1, e.g. "
                        f"{kind}:{8 if what == 'samples' else 2}")
         size = int(arg)
