@@ -1,7 +1,8 @@
 """Durable jobs: a worker killed mid-job is replaced and the job resumes from its last
 checkpoint (no step trained twice, the same final loss as an uninterrupted job); the server
 killed with SIGKILL and restarted on the same root finds its queued job still queued and
-its running job resumed; SIGTERM stops the server and its worker cleanly."""
+its running job resumed; SIGTERM stops the server and its worker cleanly, leaving the job to
+resume at the next start. Two workers never hold one job."""
 import json
 import os
 import signal
@@ -92,6 +93,13 @@ def connect(port, proc) -> openai.OpenAI:
             time.sleep(0.2)
 
 
+def stop_gracefully(proc, said: str) -> None:
+    """SIGTERM: requests finish, workers stop, running jobs stay running for the next start."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert f"corral serve: stopped; {said}" in proc.stderr.read()
+
+
 def test_kill_9_the_server_and_restart(tiny, tmp_path):
     root, port = tmp_path / "root", free_port()
     proc = start_server(root, port, tiny)
@@ -108,14 +116,26 @@ def test_kill_9_the_server_and_restart(tiny, tmp_path):
         store = Store(root)
         assert [store.job(j)["status"] for j in (running, queued)] == ["running", "queued"]
         proc = start_server(root, port, tiny)
+        connect(port, proc)
+        stop_gracefully(proc, "1 running job(s) resume on the next start")
+        assert store.job(running)["status"] == "running"
+        proc = start_server(root, port, tiny)
         client = connect(port, proc)
         for job in (running, queued):
             assert wait_for(client, job).status == "succeeded"
         assert steps(root, running) == list(range(1, STEPS + 1))
-        proc.send_signal(signal.SIGTERM)  # graceful: requests finish, workers stop
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
-        assert "corral serve: stopped" in proc.stderr.read()
+        stop_gracefully(proc, "0 running job(s)")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_two_workers_never_hold_one_job(tmp_path):
+    from corral.serve.worker import _lock
+
+    held = _lock(tmp_path, "ftjob-racing0001")
+    with pytest.raises(BlockingIOError):
+        _lock(tmp_path, "ftjob-racing0001", wait_s=0.3)
+    held.close()  # the kernel drops the lock with the holder (a dead worker too)
+    _lock(tmp_path, "ftjob-racing0001", wait_s=0.3).close()
