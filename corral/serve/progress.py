@@ -19,6 +19,13 @@ NAMES = {"loss": "train_loss", "token_accuracy": "train_mean_token_accuracy",
          "eval/loss": "valid_loss", "eval/token_accuracy": "valid_mean_token_accuracy"}
 
 
+def checkpoint_steps(run_dir) -> list[int]:
+    """Steps of the run's published checkpoints (`checkpoints/step-N`; temp dirs are not)."""
+    ckpts = run_dir / "checkpoints"
+    names = [p.name for p in ckpts.iterdir() if p.is_dir()] if ckpts.is_dir() else []
+    return sorted(int(n[5:]) for n in names if n.startswith("step-") and n[5:].isdigit())
+
+
 def read_rows(path) -> list[dict]:
     """Metrics rows; a torn last line (a write in progress) is skipped."""
     try:
@@ -48,8 +55,7 @@ class Progress:
 
     def started(self, resume: bool, overrides: list[str]) -> None:
         if resume:
-            steps = sorted(int(p.name.split("-")[1]) for p in
-                           (self.run_dir / "checkpoints").glob("step-*"))
+            steps = checkpoint_steps(self.run_dir)
             self.store.add_event(self.job_id, f"Resuming from the checkpoint at step "
                                  f"{steps[-1]}", data={"step": steps[-1]})
         else:
@@ -80,10 +86,8 @@ class Progress:
             by_step.setdefault(row.get("step"), {}).update(row)
         steps = [s for s, row in by_step.items()
                  if s and "loss" in row and s not in self._steps]
-        ckpts = self.run_dir / "checkpoints"
-        saved = [int(p.name.split("-")[1]) for p in
-                 (ckpts.glob("step-*") if ckpts.is_dir() else ())]
-        saved = [s for s in saved if s not in self._ckpts and s in by_step]
+        saved = [s for s in checkpoint_steps(self.run_dir)
+                 if s not in self._ckpts and s in by_step]
         if not steps and not saved:
             return
         with self.store.tx() as db:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from corral.serve import jobspec
 from corral.serve.db import Store, now
-from corral.serve.progress import Progress
+from corral.serve.progress import Progress, checkpoint_steps
 
 
 def _die_with_parent() -> None:
@@ -84,7 +84,7 @@ def run_job(root: Path, job_id: str, config: dict) -> int:
 
     store = Store(root)
     run_dir = root / "runs" / job_id
-    resume = any((run_dir / "checkpoints").glob("step-*"))
+    resume = bool(checkpoint_steps(run_dir))
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # died before its first checkpoint: start over
     obj = store.transition(job_id, ("queued", "running"), status="running")
