@@ -141,15 +141,15 @@ class Judge:
             self.template = self.rubric
             self.low = 0.0 if self.low is None else self.low
             self.high = 5.0 if self.high is None else self.high
+        if self.rubric == "pal" and self.verdict != "generate":
+            raise CorralError("--rubric pal writes and runs a program, it reads no verdict "
+                              "token; drop --verdict logprob")
         if self.verdict not in ("generate", "logprob"):
             raise CorralError(f"judge verdict '{self.verdict}': use generate or logprob")
         if self.verdict == "logprob" and not hasattr(self.generator, "choice_logprobs"):
             raise CorralError(f"judge {self.generator.name}: --verdict logprob reads the "
                               "model's next-token probabilities, which only a local model "
                               "gives; use --verdict generate for an endpoint")
-        if self.rubric == "pal" and self.verdict != "generate":
-            raise CorralError("--rubric pal writes and runs a program, it reads no verdict "
-                              "token; drop --verdict logprob")
         if self.retries < 0:
             raise CorralError(f"judge retries {self.retries}: give 0 or more")
 

@@ -22,6 +22,8 @@ As a grader (an RL reward or a best-of-n scorer): `PalJudgeGrader(judge)`, or th
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from corral.core.errors import CorralError
 from corral.core.io import content_hash
 from corral.graders.base import BaseGrader, Score
@@ -91,9 +93,19 @@ def computed_answers(judge, conversations, strict: bool = True) -> list:
                 "formalise")
         return out
 
-    verdicts = judge._ask("pal-program", [pal_conversation(q) for q in unique], batch=batch)
-    found = dict(zip(unique, verdicts))
-    return [found[q] for q in questions]
+    # Remembered for the judge's lifetime too (an audit asks pointwise, then pairwise).
+    memo = judge.__dict__.setdefault("_pal_answers", {})
+    todo = [q for q in unique if q not in memo]
+    judge.stats.cache_hits += len(unique) - len(todo)
+    if todo:
+        verdicts = judge._ask("pal-program", [pal_conversation(q) for q in todo], batch=batch)
+        memo.update((q, v) for q, v in zip(todo, verdicts) if not v.error.startswith(
+            "the judge failed"))
+        fresh = dict(zip(todo, verdicts))
+    else:
+        fresh = {}
+    return [fresh[q] if q in fresh else replace(memo[q], calls=0, cached=True)
+            for q in questions]
 
 
 def matches(computed: str, response: str) -> bool:
