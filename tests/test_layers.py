@@ -10,8 +10,7 @@ ROOT = Path(__file__).resolve().parents[1] / "corral"
 RANKS = {"core": 0, "data": 1, "store": 1, "model": 2, "infer": 3, "objectives": 3,
          "graders": 4, "tasks": 5, "eval": 6, "train": 6, "synth": 7, "curate": 7,
          "feedback": 7, "prompt": 7, "strategies": 7, "methods": 8, "api": 9, "advisor": 9,
-         "serve": 10,
-         "cli": 10, "testing": 2}
+         "serve": 10, "cli": 11, "testing": 2}
 TRAINING = {"train", "methods", "objectives"}  # graders, tasks and eval never import these
 
 

@@ -1,16 +1,13 @@
 """`corral serve`: parse the flags into ServeOptions and run the service (docs/serve.md)."""
 from __future__ import annotations
 
-import importlib
-
 from corral.cli.options import options
 
 
 def cmd_serve(args) -> None:
-    # cli/ and serve/ share rank 10 (docs/architecture.md), so the CLI starts the service by
-    # its module name rather than importing it; the service itself calls corral.api below.
-    server = importlib.import_module("corral.serve.server")
-    server.serve(options(server.ServeOptions, args))
+    from corral.serve.server import ServeOptions, serve
+
+    serve(options(ServeOptions, args))
 
 
 def register(subparsers) -> None:
