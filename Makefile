@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	# The python-grader sandbox (bubblewrap); without it python graders are refused unless
 	# --allow-unsandboxed-graders is given (docs/evaluation.md).
 	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -q bubblewrap >/dev/null; } || echo "corral: bubblewrap missing: python graders will be refused (docs/evaluation.md)"
+	# The dashboard's browser tests drive Debian's chromium through chromium-driver.
+	command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }; } || echo "corral: chromium-driver missing: the dashboard's browser tests will fail"
 	touch $(STAMP)
 
 demo: $(STAMP)
