@@ -191,20 +191,27 @@ def program_child(source, out_w, err_w, cpu_s):
     os._exit(code)
 
 
-def collect(out_r, err_r, timeout_s, max_output):
-    """Read the program's stdout and stderr until both close, the deadline passes or stdout
-    grows past max_output; (stdout bytes, stderr tail, why it was cut short or None)."""
+def collect(pid, out_r, err_r, timeout_s, max_output):
+    """Read the program's stdout and stderr until it has exited and its pipes are drained
+    (a process it left behind holding them open does not keep it waiting), the deadline
+    passes or stdout grows past max_output; (stdout, stderr tail, why cut short, status)."""
     selector = selectors.DefaultSelector()
     selector.register(out_r, selectors.EVENT_READ)
     selector.register(err_r, selectors.EVENT_READ)
-    out, err, cut = b"", b"", None
-    deadline = time.monotonic() + timeout_s
+    out, err, cut, status, drained_by = b"", b"", None, None, None
+    started = time.monotonic()
     while selector.get_map() and cut is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        now = time.monotonic()
+        if now - started > timeout_s:
             cut = f"timeout: the program ran past {timeout_s:g} s and was killed"
             break
-        for key, _ in selector.select(timeout=remaining):
+        if drained_by is not None and now > drained_by:
+            break
+        if status is None:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else None
+        ready = selector.select(timeout=0.02)
+        for key, _ in ready:
             chunk = os.read(key.fd, 65536)
             if not chunk:
                 selector.unregister(key.fd)
@@ -214,8 +221,10 @@ def collect(out_r, err_r, timeout_s, max_output):
                     cut = f"error: the program printed over {max_output} bytes"
             else:
                 err = (err + chunk)[-2000:]
+        if status is not None and drained_by is None:
+            drained_by = time.monotonic() + 0.2  # what it wrote before exiting, then stop
     selector.close()
-    return out[:max_output], err, cut
+    return out[:max_output], err, cut, status
 
 
 def clear(pid, pidns):
@@ -254,8 +263,7 @@ def run_one(source, job):
     os.close(out_w)
     os.close(err_w)
     timeout_s = job["program_timeout_s"]
-    out, err, cut = collect(out_r, err_r, timeout_s, job["max_output"])
-    status = None
+    out, err, cut, status = collect(pid, out_r, err_r, timeout_s, job["max_output"])
     while cut is None and status is None:  # its pipes closed: now its exit, still in time
         done, code = os.waitpid(pid, os.WNOHANG)
         if done:
