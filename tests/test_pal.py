@@ -97,7 +97,7 @@ def test_pal_n_takes_the_majority_of_executed_answers():
                "x = 1", "print(None)", "print(6 * 7)", "print(41)"]
     gen = Scripted(lambda q, k: fenced(scripts[k]))
     strategy = ProgramAided(8, spec="pal:8", temperature=0.8)
-    strategy.limits = programs_mod.ProgramLimits(timeout_s=2, cpu_s=2)
+    strategy.limits = programs_mod.ProgramLimits(timeout_s=1, cpu_s=10)
     [out] = strategy.run(items(("What is 40 + 2?", "42")), gen, NumericAnswer())
     assert out.answer == "42"
     programs, pick = out.trace
@@ -234,3 +234,27 @@ def test_judge_pal_refuses_what_it_cannot_do():
     judge, _ = judge_for(program_of)
     with pytest.raises(CorralError, match="pal"):
         judge.critique([[{"role": "user", "content": "x"}]], ["y"])
+
+
+def test_best_of_n_picks_with_the_pal_judge_as_scorer():
+    from corral.graders.pal_judge import pal_judge_grader
+    from corral.strategies.base import grader_scorer
+    from corral.strategies.simple import BestOfN
+
+    judge_model = Scripted(lambda q, k: fenced(program_of(q)))
+    its = items(("What is 6 * 7?", "42"))
+    scorer = grader_scorer(pal_judge_grader({"type": "pal_judge"}, generator=judge_model), its)
+    answers = ["#### 41", "#### 42", "#### 43"]
+    policy = Scripted(lambda q, k: answers[k])
+    [out] = BestOfN(3, scorer, temperature=0.8).run(its, policy)
+    assert out.answer == "#### 42" and out.trace[0]["scores"] == [0.0, 1.0, 0.0]
+    assert len(judge_model.calls) == 1  # one program for the question, three checks
+
+
+def test_pal_judge_grader_spec_mistakes():
+    from corral.graders.pal_judge import pal_judge_grader
+
+    with pytest.raises(CorralError, match="unknown field.*rubric"):
+        pal_judge_grader({"type": "pal_judge", "model": "m", "rubric": "x"})
+    with pytest.raises(CorralError, match='give "model"'):
+        pal_judge_grader({"type": "pal_judge"})

@@ -54,7 +54,7 @@ def cut_network():
     import socket
 
     def refuse(*args, **kwargs):
-        raise PermissionError("network access is disabled in python graders")
+        raise PermissionError("network access is disabled in the sandbox")
 
     class NoSocket(_socket.socket):
         def __init__(self, *args, **kwargs):
