@@ -258,3 +258,9 @@ def test_pal_judge_grader_spec_mistakes():
         pal_judge_grader({"type": "pal_judge", "model": "m", "rubric": "x"})
     with pytest.raises(CorralError, match='give "model"'):
         pal_judge_grader({"type": "pal_judge"})
+
+
+def test_a_lone_non_number_is_unparsed_for_a_numeric_grader():
+    gen = Scripted(lambda q, k: fenced("print('many')"))
+    [out] = parse_strategy("pal").run(items(("What is 2 + 3?", "5")), gen, NumericAnswer())
+    assert out.answer == "" and out.trace[1]["unparsed"] == 1

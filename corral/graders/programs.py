@@ -29,9 +29,13 @@ __all__ = ["GENERIC_DEMOS", "PAL_SYSTEM", "ProgramLimits", "ProgramRun", "extrac
            "run_programs"]
 
 
+MAX_OUTPUT = 128 << 10
+
+
 @dataclass(frozen=True)
 class ProgramLimits:
-    """Per program: wall-clock seconds, CPU seconds, address space, stdout bytes kept."""
+    """Per program: wall-clock seconds, CPU seconds, address space, stdout bytes kept (at
+    most MAX_OUTPUT: a result line must stay under the sandbox's line limit)."""
     timeout_s: float = 10.0
     cpu_s: int = 10
     memory_mb: int = 1024
@@ -87,7 +91,7 @@ def run_programs(programs: list[str], limits: ProgramLimits = ProgramLimits(),
     while todo:
         job = {"programs": [programs[k] for k in todo], "cpu_s": None,
                "program_timeout_s": limits.timeout_s, "program_cpu_s": int(limits.cpu_s),
-               "max_output": int(limits.max_output)}
+               "max_output": min(int(limits.max_output), MAX_OUTPUT)}
         one: dict = {}
         started = time.perf_counter()
         records, failure = sandbox.launch(

@@ -164,6 +164,14 @@ def execute(source):
         print(value)
 
 
+def dumpable(flag):
+    """PR_SET_DUMPABLE where there is prctl (Linux; unsandboxed elsewhere, nothing to do)."""
+    try:
+        ctypes.CDLL(None).prctl(4, flag, 0, 0, 0)
+    except (AttributeError, OSError):
+        pass
+
+
 def program_child(source, out_w, err_w, cpu_s):
     """In the forked process: stdout and stderr to the pipes, no other descriptor (the result
     channel included), a session of its own, its CPU cap; never returns."""
@@ -173,7 +181,7 @@ def program_child(source, out_w, err_w, cpu_s):
         os.dup2(err_w, 2)
         os.closerange(3, 1 << 16)
         os.setsid()
-        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable again: its own /proc/self
+        dumpable(1)  # again: its own /proc/self
         if cpu_s:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
         execute(source)
@@ -296,7 +304,7 @@ def run_one(source, job):
 def run_programs(job, emit, channel):
     """Every program in turn. This process is made non-dumpable first, so a program (same uid)
     cannot reach the result channel through /proc/<pid>/fd."""
-    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    dumpable(0)
     os.set_inheritable(channel, False)
     for i, source in enumerate(job["programs"]):
         stdout, error, seconds = run_one(source, job)

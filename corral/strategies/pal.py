@@ -18,6 +18,7 @@ programs, unparsed programs, unanswered items and sandbox seconds for a summary.
 from __future__ import annotations
 
 from corral.core.errors import CorralError
+from corral.graders.base import Sample
 from corral.graders.programs import (
     GENERIC_DEMOS,
     ProgramLimits,
@@ -29,14 +30,17 @@ from corral.graders.programs import (
     require_program_sandbox,
     run_programs,
 )
+from corral.graders.rules import MathEquivalence, NumericAnswer
 from corral.strategies.base import (
     Outcome,
     Strategy,
     item_conversation,
     majority_index,
+    normalise,
     outcomes_of,
-    vote_keys,
 )
+
+_EXTRACTORS = (NumericAnswer, MathEquivalence)
 
 __all__ = ["ProgramAided", "pal_counts"]
 
@@ -83,8 +87,8 @@ class ProgramAided(Strategy):
         owners = [it for it, per_item in zip(items, replies) for _ in per_item]
         parsed = [k for k, v in enumerate(values) if v is not None]
         keys: list[str | None] = [None] * len(values)
-        for k, key in zip(parsed, vote_keys([owners[k] for k in parsed],
-                                            [values[k] for k in parsed], grader)):
+        for k, key in zip(parsed, _keys([owners[k] for k in parsed],
+                                        [values[k] for k in parsed], grader)):
             keys[k] = key
         for k in parsed:  # the grader extracts answers and found none in this one
             if keys[k] is None:
@@ -106,6 +110,20 @@ class ProgramAided(Strategy):
                 {"step": "pick", "index": pick, "answer": None if pick is None else votes[pick],
                  "programs": len(votes), "unparsed": unparsed, "answered": pick is not None}])
         return outcomes_of(meter, answers, traces)
+
+
+def _keys(owners, values: list[str], grader) -> list[str | None]:
+    """Each printed value's vote: the grader's extracted answer where the grader extracts
+    answers (a numeric or math grader always does: a value it finds none in is no vote),
+    else the value, case and spacing ignored."""
+    if grader is None or not values:
+        return [normalise(v) for v in values]
+    scores = grader.grade_batch([(it.grader_item(), Sample.of(v))
+                                 for it, v in zip(owners, values)])
+    answers = [getattr(s, "answer", None) for s in scores]
+    if any(a is not None for a in answers) or isinstance(grader, _EXTRACTORS):
+        return [None if a is None else str(a) for a in answers]
+    return [normalise(v) for v in values]
 
 
 def pal_counts(outcomes) -> dict:
