@@ -102,3 +102,17 @@ def test_a_method_that_reads_no_task_refuses_data_task(setup, method):
     with pytest.raises(CorralError, match="not both"):  # never silently unused
         train(TrainOptions(method, overrides=("data.task=arithmetic", "data.train=c.jsonl",
                                               f"model.name={setup}")))
+
+
+def test_a_pal_judge_spec_loads_by_name_and_validates(setup):
+    """`{"type": "pal_judge"}` is a grader spec like the others: rl.grader, eval --grader and
+    best-of-n:N:SPEC can name it (the model loads only when it first grades)."""
+    from corral.graders.load import grader_errors, load_grader
+    from corral.methods.rl import JUDGE_TYPES
+
+    assert grader_errors('{"type": "pal_judge", "model": "smollm2-135m-instruct"}') == []
+    assert 'give "model"' in grader_errors('{"type": "pal_judge"}')[0]
+    assert "unknown field(s) temperature" in grader_errors(
+        '{"type": "pal_judge", "model": "m", "temperature": 1}')[0]
+    grader = load_grader({"type": "pal_judge", "model": setup})
+    assert grader.type in JUDGE_TYPES  # cached and budgeted as an RL reward

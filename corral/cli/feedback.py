@@ -41,7 +41,8 @@ def _judge_args(p) -> None:
     p.add_argument("--judge", default="smollm2-135m-instruct",
                    help="judge model: a model name, run, directory, openai:MODEL or URL#MODEL")
     p.add_argument("--rubric", default="correctness",
-                   help="pointwise rubric: correctness (0/1), additive (5 points) or a FILE")
+                   help="pointwise rubric: correctness (0/1), additive (5 points), pal (the judge "
+                   "writes and runs a program to check the answer; docs/pal.md) or a FILE")
     p.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=True,
                    help="let the judge explain before its verdict")
     p.add_argument("--verdict", default="generate", choices=["generate", "logprob"],

@@ -6,6 +6,8 @@ A spec is any of:
     (the option fills the rule's first parameter; a file's contents are read);
   - OpenAI grader JSON/YAML (a file, inline JSON, or a dict);
   - `{"type": "reward_model", "model": RUN}` (a file, inline JSON, or a dict).
+  - `{"type": "pal_judge", "model": MODEL}`: a judge that verifies by running its own program
+    in the sandbox (docs/pal.md).
 Used by `corral grade run|validate`, eval, pairs, RL and the tasks alike.
 """
 from __future__ import annotations
@@ -67,6 +69,10 @@ def load_grader(spec: str | dict, judge=None, root: str = "runs"):
         from corral.graders.reward_model import reward_model_grader
 
         return reward_model_grader({"root": root, **parsed})
+    if parsed.get("type") == "pal_judge":  # a judge that verifies by running its own program
+        from corral.graders.pal_judge import pal_judge_grader
+
+        return pal_judge_grader({"root": root, **parsed})
     return load_openai_grader(parsed if where == "grader" else Path(where), judge)
 
 
@@ -80,4 +86,10 @@ def grader_errors(spec: str | dict) -> list[str]:
         return [str(exc)]
     if parsed.get("type") == "reward_model":
         return []
+    if parsed.get("type") == "pal_judge":
+        unknown = set(parsed) - {"type", "model", "name", "max_new_tokens"}
+        return ([f"pal_judge grader: unknown field(s) {', '.join(sorted(unknown))}; it takes "
+                 "model, name and max_new_tokens"] if unknown else []) + \
+            ([] if parsed.get("model") else ['pal_judge grader: give "model", the judge model '
+                                             "that writes the programs"])
     return validate_grader(parsed)

@@ -32,7 +32,7 @@ def load_rl_config(path: str | None = None, overrides=(), preset: str = "") -> R
                                         *overrides])
 
 
-JUDGE_TYPES = ("score_model", "label_model")  # graders that ask a model: worth a cache
+JUDGE_TYPES = ("score_model", "label_model", "pal_judge")  # graders that ask a model: worth a cache
 
 
 def rl_grader(rl: RLSection, task_grader=None, root: str = "runs"):
