@@ -97,9 +97,11 @@ def test_unknown_ids_and_traversal(served):
     with pytest.raises(openai.NotFoundError):
         client.models.delete("ft:nothing-here")
     job = client.fine_tuning.jobs.create(model="m", training_file=served[2])
-    with pytest.raises(openai.BadRequestError, match="not available"):
-        client.fine_tuning.jobs.pause(job.id)
+    with pytest.raises(openai.BadRequestError, match="only paused jobs can be resumed"):
+        client.fine_tuning.jobs.resume(job.id)
     client.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.BadRequestError, match="only queued or running jobs"):
+        client.fine_tuning.jobs.pause(job.id)
 
 
 def test_bad_uploads(served):

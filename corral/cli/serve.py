@@ -28,4 +28,8 @@ def register(subparsers) -> None:
                    help="a name jobs may use as `model` for a corral model name or path")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a corral config override applied to every job (model.device=cuda)")
+    p.add_argument("--max-models", type=int, default=2, help="chat models kept loaded; "
+                   "the least recently used is evicted first")
+    p.add_argument("--memory-gb", type=float, default=None, help="keep the loaded chat "
+                   "models' parameters under this many GiB (evicting least recently used)")
     p.set_defaults(func=cmd_serve)

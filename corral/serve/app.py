@@ -35,6 +35,7 @@ class State:
     max_length: int = 1024
     started: int = field(default_factory=lambda: int(time.time()))
     scheduler: object = None
+    pool: object = None  # the chat models (pool.Pool)
 
     def base_lr(self) -> float:
         """corral's default train.lr, or the operator's train.lr override."""
@@ -52,25 +53,34 @@ class State:
 def create_app(root, api_keys=(), *, models: dict | None = None, workers: int = 1,
                save_every: int = 50, overrides=(), max_upload_bytes: int = 512 * MiB,
                max_json_bytes: int = 4 * MiB, warm_spare: bool = True,
-               scheduler: bool = True) -> FastAPI:
+               scheduler: bool = True, max_models: int = 2,
+               memory_gb: float | None = None) -> FastAPI:
     """The service over ROOT (created if missing): files, jobs, runs and serve.db live there.
     `api_keys` empty means no auth (the caller keeps it on loopback); `models` maps names a
     job's `model` may use to corral model names or paths; `overrides` are corral config
-    overrides applied to every job after the job's own (model.device=cuda:1, lora.r=8)."""
-    from corral.serve import files, jobs
+    overrides applied to every job after the job's own (model.device=cuda:1, lora.r=8).
+    Chat completions keep at most `max_models` models loaded, and (with `memory_gb`) their
+    parameters under that many GiB, evicting the least recently used."""
+    from corral.serve import chat, files, jobs
     from corral.serve import models as model_routes
+    from corral.serve.pool import GiB, Pool
     from corral.serve.scheduler import Scheduler
 
     root = Path(root).resolve()
     state = State(root, Store(root), dict(models or {}), tuple(overrides), save_every,
                   warm_spare)
     state.scheduler = Scheduler(state, workers)
+    state.pool = Pool(chat.resolver(state), max_models=max_models,
+                      memory_bytes=int(memory_gb * GiB) if memory_gb else None,
+                      runs_root=str(root / "runs"))
 
     @asynccontextmanager
     async def lifespan(app):
+        state.pool.start()
         if scheduler:
             state.scheduler.start()
         yield
+        state.pool.stop()
         if scheduler:
             state.scheduler.stop()
             running = state.store.jobs_in(("running",))
@@ -80,7 +90,7 @@ def create_app(root, api_keys=(), *, models: dict | None = None, workers: int = 
     app = FastAPI(title="corral", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.corral = state
-    for router in (files.router, jobs.router, model_routes.router):
+    for router in (files.router, jobs.router, model_routes.router, chat.router):
         app.include_router(router, prefix="/v1")
     errors.install(app)
     app.add_middleware(BodyLimit, max_upload=max_upload_bytes, max_json=max_json_bytes)

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS checkpoints(seq INTEGER PRIMARY KEY AUTOINCREMENT,
   id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, step INTEGER NOT NULL, obj TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job_id, seq);
 """
-ACTIVE = ("validating_files", "queued", "running")
+ACTIVE = ("validating_files", "queued", "running", "pausing", "paused")
 FINISHED = ("succeeded", "failed", "cancelled")
 
 

@@ -160,9 +160,52 @@ def checkpoints(request: Request, job_id: str, after: str | None = None,
                    after, limit_of(limit, 100, default=10))
 
 
+async def _control(request: Request, job_id: str, allowed, fields: dict, message: str):
+    """Move the job from one of `allowed` statuses per `fields`, with an event; the new
+    object, or a 400 naming the job's status (never 409: the client would retry it)."""
+    state = request.app.state.corral
+
+    def do() -> dict | None:
+        _job(request, job_id)
+        with state.store.tx() as db:
+            obj = state.store.transition_in(db, job_id, allowed, **fields)
+            if obj is not None:
+                state.store.add_event(job_id, message, db=db)
+            return obj
+    return await run_in_threadpool(do)
+
+
 @router.post("/fine_tuning/jobs/{job_id}/pause")
+async def pause(request: Request, job_id: str):
+    """A running job goes `pausing`, its worker checkpoints before the next step and exits,
+    then `paused`; a queued job is `paused` at once."""
+    state = request.app.state.corral
+    obj = await _control(request, job_id, ("running",), {"status": "pausing"},
+                         "Pausing the fine-tuning job: it stops at its next step")
+    if obj is None:
+        obj = await _control(request, job_id, ("queued",), {"status": "paused"},
+                             "Fine-tuning job paused before it started")
+    if obj is None:
+        got = state.store.job(job_id)
+        hint = ("; its files are being validated: pause it once it is queued"
+                if got["status"] == "validating_files" else "")
+        raise bad(f"job {job_id} is {got['status']}; only queued or running jobs can be "
+                  f"paused{hint}", "fine_tuning_job_id", "job_not_pausable")
+    state.scheduler.pause(job_id)
+    return obj
+
+
 @router.post("/fine_tuning/jobs/{job_id}/resume")
-async def not_yet(request: Request, job_id: str):
-    _job(request, job_id)
-    raise bad("pausing and resuming jobs is not available on this corral server yet; cancel "
-              "the job, or let it finish", "fine_tuning_job_id", "unsupported_operation")
+async def resume(request: Request, job_id: str):
+    """A paused job goes back to `queued`; its worker continues from the checkpoint through
+    corral's exact resume (`run.resume`)."""
+    state = request.app.state.corral
+    obj = await _control(request, job_id, ("paused",), {"status": "queued"},
+                         "Fine-tuning job resumed, moving job to queued state")
+    if obj is None:
+        got = state.store.job(job_id)
+        hint = "; wait until it is paused" if got["status"] == "pausing" else ""
+        raise bad(f"job {job_id} is {got['status']}; only paused jobs can be resumed{hint}",
+                  "fine_tuning_job_id", "job_not_resumable")
+    state.scheduler.wake()
+    return obj

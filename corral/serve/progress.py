@@ -124,7 +124,8 @@ class Progress:
         if full:
             self._update_last_checkpoint(full)
         with self.store.tx() as db:
-            if self.store.transition_in(db, self.job_id, ("running",), status="succeeded",
+            if self.store.transition_in(db, self.job_id, ("running", "pausing"),
+                                        status="succeeded",
                                         finished_at=now(), fine_tuned_model=self.model,
                                         trained_tokens=int(tokens)):
                 self.store.add_event(self.job_id, f"New fine-tuned model created: "

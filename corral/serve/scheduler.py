@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -51,6 +52,9 @@ class Scheduler:
     def tick(self) -> None:
         with self._lock:
             self._reap()
+            for job_id in self.state.store.jobs_in(("pausing",)):
+                if job_id not in self.procs:  # no worker holds it (a restart, say)
+                    self._paused(job_id)
             self._validate()
             self._launch()
             self._keep_spare()
@@ -116,6 +120,9 @@ class Scheduler:
                 continue
             del self.procs[job_id]
             job = store.job(job_id)
+            if job is not None and job["status"] == "pausing":
+                self._paused(job_id)
+                continue
             if job is None or job["status"] not in ("queued", "running"):
                 continue
             attempts = store.count_attempt(job_id)
@@ -130,7 +137,29 @@ class Scheduler:
                 store.add_event(job_id, f"The worker process exited (code {code}); the job "
                                 "resumes from its last checkpoint", level="warn")
 
+    def _paused(self, job_id: str) -> None:
+        from corral.serve.progress import checkpoint_steps
+
+        steps = checkpoint_steps(self.state.root / "runs" / job_id)
+        where = f"the checkpoint at step {steps[-1]}" if steps else "the start"
+        with self.state.store.tx() as db:
+            if self.state.store.transition_in(db, job_id, ("pausing",), status="paused"):
+                self.state.store.add_event(job_id, f"Fine-tuning job paused; resume continues "
+                                           f"from {where}", data={"step": steps[-1]
+                                                                  if steps else 0}, db=db)
+
     # -- control -----------------------------------------------------------------------
+    def pause(self, job_id: str) -> None:
+        """Ask the job's worker to stop before its next step (SIGUSR1): it saves that step as
+        a checkpoint and exits; the reaper then marks the job paused."""
+        proc = self.procs.get(job_id)
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGUSR1)
+            except OSError:
+                pass
+        self.wake()
+
     def cancel(self, job_id: str) -> None:
         proc = self.procs.get(job_id)  # no lock: a long validation must not delay a cancel
         if proc is not None and proc.poll() is None:

@@ -29,6 +29,8 @@ class ServeOptions:
     max_upload_mb: int = 512
     model: tuple = ()
     set: tuple = ()
+    max_models: int = 2
+    memory_gb: float | None = None
 
 
 def read_keys(path: str | None, env: str | None) -> list[str]:
@@ -65,9 +67,12 @@ def check(opts: ServeOptions) -> tuple[list[str], dict]:
     if not 0 < opts.port < 65536:
         raise CorralError(f"--port {opts.port} must be from 1 to 65535")
     for flag, value, low in (("--workers", opts.workers, 1), ("--save-every",
-                             opts.save_every, 1), ("--max-upload-mb", opts.max_upload_mb, 1)):
+                             opts.save_every, 1), ("--max-upload-mb", opts.max_upload_mb, 1),
+                             ("--max-models", opts.max_models, 1)):
         if value < low:
             raise CorralError(f"{flag} {value} must be at least {low}")
+    if opts.memory_gb is not None and opts.memory_gb <= 0:
+        raise CorralError(f"--memory-gb {opts.memory_gb} must be above 0")
     aliases = {}
     for given in opts.model:
         name, sep, path = given.partition("=")
@@ -90,7 +95,8 @@ def serve(opts: ServeOptions, log=print) -> None:
     keys, aliases = check(opts)
     app = create_app(opts.root, keys, models=aliases, workers=opts.workers,
                      save_every=opts.save_every, overrides=tuple(opts.set),
-                     max_upload_bytes=opts.max_upload_mb * MiB)
+                     max_upload_bytes=opts.max_upload_mb * MiB, max_models=opts.max_models,
+                     memory_gb=opts.memory_gb)
     auth = f"{len(keys)} API key(s)" if keys else "no API key (loopback only)"
     log(f"corral serve: http://{opts.host}:{opts.port}/v1, root {Path(opts.root).resolve()}, "
         f"{auth}, {opts.workers} worker(s)")

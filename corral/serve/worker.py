@@ -12,13 +12,14 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
 from corral.serve import jobspec
 from corral.serve.db import Store, now
-from corral.serve.progress import Progress, checkpoint_steps
+from corral.serve.progress import Progress, checkpoint_steps, read_rows
 
 
 def _die_with_parent() -> None:
@@ -107,14 +108,38 @@ def run_job(root: Path, job_id: str, config: dict) -> int:
         return _fail(store, job_id, "server_error", f"training failed: {type(exc).__name__}: "
                      f"{exc}; see the server's logs/{job_id}.log", code_out=1)
     progress.stop()
+    if _PAUSE.is_set() and "stopped" in (read_rows(run_dir / "metrics.jsonl") or [{}])[-1]:
+        return 0  # paused at a checkpoint: the server marks the job paused when this exits
     progress.finished()
     return 0
+
+
+_PAUSE = threading.Event()
+
+
+def _pause_at_next_step() -> None:
+    """SIGUSR1 (the server's pause) stops training before the next step: the step loop sees
+    BudgetSpent as it does when a budget runs out, saves the last finished step as a
+    checkpoint and returns; `run.resume` then continues from it exactly. (corral's loop has
+    no public stop hook yet, so the worker wraps the loop's step function in this process.)"""
+    from corral.core.errors import BudgetSpent
+    from corral.train import loop
+
+    step = loop._step
+
+    def pausable(run, n):
+        if _PAUSE.is_set():
+            raise BudgetSpent("paused by the server")
+        return step(run, n)
+    loop._step = pausable
+    signal.signal(signal.SIGUSR1, lambda *_: _PAUSE.set())
 
 
 def _fail(store: Store, job_id: str, code: str, message: str, code_out: int = 0) -> int:
     error = {"code": code, "message": message, "param": None}
     with store.tx() as db:
-        if store.transition_in(db, job_id, ("running",), status="failed", finished_at=now(),
+        if store.transition_in(db, job_id, ("running", "pausing"), status="failed",
+                               finished_at=now(),
                                error=error):
             store.add_event(job_id, message, level="error", db=db)
     return code_out
@@ -132,8 +157,10 @@ def _warm_up() -> None:
 
 def main(argv: list[str]) -> int:
     _die_with_parent()
+    signal.signal(signal.SIGUSR1, lambda *_: _PAUSE.set())  # until the loop is wrapped
     root = Path(argv[1])
     _warm_up()
+    _pause_at_next_step()
 
     line = sys.stdin.readline()
     if not line.strip():

@@ -1,0 +1,158 @@
+"""Chat completions through the official client against a loopback server: a base model alias
+and the ft: model of a finished tiny job, non-streaming and streaming (the streamed text is
+the non-streamed text at temperature 0, the usage chunk counts the same), n, stop,
+max_tokens -> finish_reason length, logprobs, bad parameters as OpenAI errors, concurrent
+clients batched into fewer generate calls, a client leaving mid-stream, LRU eviction."""
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2 as httpx  # the HTTP client the openai SDK itself uses
+import openai
+import pytest
+from test_serve_support import KEY, ThreadServer, chat_rows, jsonl, wait_for
+
+from corral.serve.app import create_app
+from corral.testing import save_tiny
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tiny = save_tiny(tmp_path_factory.mktemp("tiny") / "tiny")
+    app = create_app(tmp_path_factory.mktemp("root"), [KEY], models={"tiny": tiny},
+                     overrides=("lora.r=4",), max_models=1)
+    server = ThreadServer(app).start()
+    client = openai.OpenAI(base_url=server.url, api_key=KEY, max_retries=0)
+    train = client.files.create(file=("t.jsonl", jsonl(chat_rows())), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=train.id,
+                                         hyperparameters={"n_epochs": 2}, suffix="chat")
+    yield client, server, app.state.corral.pool, job.id
+    server.stop()
+
+
+def ask(client, model="tiny", **kw):
+    return client.chat.completions.create(model=model, messages=HI, **kw)
+
+
+def streamed(client, model="tiny", **kw) -> tuple[dict, object]:
+    texts, usage = {}, None
+    for chunk in client.chat.completions.create(model=model, messages=HI, stream=True,
+                                                stream_options={"include_usage": True}, **kw):
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    return texts, usage
+
+
+def test_base_model_plain_and_streamed(served):
+    client, _, pool, _ = served
+    got = ask(client, temperature=0, max_tokens=8, logprobs=True)
+    choice = got.choices[0]
+    assert got.object == "chat.completion" and got.model == "tiny"
+    assert choice.finish_reason == "length" and got.usage.completion_tokens == 8
+    assert got.usage.total_tokens == got.usage.prompt_tokens + 8
+    assert len(choice.logprobs.content) == 8
+    assert all(t.logprob <= 0 for t in choice.logprobs.content)
+    texts, usage = streamed(client, temperature=0, max_tokens=8)
+    assert texts == {0: choice.message.content}
+    assert usage.model_dump() == got.usage.model_dump()
+    assert pool.snapshot()["loaded"]  # its parameters' bytes are measured
+    assert max(pool.snapshot()["loaded"].values()) > 0
+
+
+def test_n_stop_and_seed(served):
+    client, _, _, _ = served
+    two = ask(client, n=2, max_tokens=6, temperature=1.0, seed=5)
+    assert [c.index for c in two.choices] == [0, 1]
+    assert two.usage.completion_tokens == sum(6 for _ in two.choices)  # no eos in 6 here
+    again = ask(client, n=2, max_tokens=6, temperature=1.0, seed=5)
+    assert [c.message.content for c in again.choices] == [c.message.content
+                                                         for c in two.choices]
+    full = ask(client, temperature=0, max_tokens=12).choices[0].message.content
+    stop = full[1:3]
+    cut = ask(client, temperature=0, max_tokens=12, stop=[stop]).choices[0]
+    assert cut.finish_reason == "stop" and cut.message.content == full[:full.index(stop)]
+    texts, _ = streamed(client, temperature=0, max_tokens=12, stop=stop, n=2)
+    assert texts == {0: cut.message.content, 1: cut.message.content}
+
+
+def test_ft_model_and_run_are_served(served):
+    client, _, pool, job_id = served
+    job = wait_for(client, job_id)
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model in [m.id for m in client.models.list()]
+    loads = pool.snapshot()["evictions"]
+    got = ask(client, job.fine_tuned_model, temperature=0, max_tokens=5)
+    assert got.model == job.fine_tuned_model and got.usage.completion_tokens == 5
+    texts, usage = streamed(client, job.fine_tuned_model, temperature=0, max_tokens=5)
+    assert texts == {0: got.choices[0].message.content} and usage.completion_tokens == 5
+    assert ask(client, job_id, temperature=0, max_tokens=5).choices[0].message.content == \
+        got.choices[0].message.content  # the job's run: the same final model
+    ask(client, temperature=0, max_tokens=2)
+    assert pool.snapshot()["evictions"] > loads  # max_models=1: least recently used out
+
+
+@pytest.mark.parametrize("kw,param,status", [
+    ({"model": "no-such-model"}, "model", 404),
+    ({"model": "ft:tiny:corral:x:nothing"}, "model", 404),
+    ({"temperature": "hot"}, "temperature", 400),
+    ({"temperature": 3}, "temperature", 400),
+    ({"n": 0}, "n", 400),
+    ({"max_tokens": 0}, "max_tokens", 400),
+    ({"max_completion_tokens": 1.5}, "max_completion_tokens", 400),
+    ({"top_p": 0}, "top_p", 400),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", 400),
+    ({"top_logprobs": 2, "logprobs": True}, "top_logprobs", 400),
+    ({"messages": []}, "messages", 400),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", 400),
+    ({"extra_body": {"frobnicate": 1}}, "frobnicate", 400),
+    ({"presence_penalty": 1.0}, "presence_penalty", 400),
+    ({"stream_options": {"include_usage": True}}, "stream_options", 400),
+])
+def test_bad_parameters(served, kw, param, status):
+    client, _, _, _ = served
+    args = {"model": "tiny", "messages": HI, **kw}
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(**args)
+    assert caught.value.status_code == status
+    assert caught.value.body["param"] == param
+    assert caught.value.response.headers["x-should-retry"] == "false"
+
+
+def test_concurrent_clients_are_batched(served):
+    client, _, pool, _ = served
+    ask(client, temperature=0, max_tokens=1)  # loaded
+    before = pool.snapshot()
+    slow = threading.Thread(target=ask, args=(client,), kwargs={"temperature": 0,
+                                                                "max_tokens": 300})
+    slow.start()
+    while pool.snapshot()["batches"] == before["batches"]:  # the long decode has begun
+        time.sleep(0.005)
+    t0 = time.monotonic()
+    assert client.models.list().data  # other routes answer while it decodes
+    assert time.monotonic() - t0 < 5
+    with ThreadPoolExecutor(8) as ex:
+        answers = list(ex.map(lambda i: ask(client, temperature=0, max_tokens=4), range(8)))
+    slow.join()
+    after = pool.snapshot()
+    assert len(answers) == 8 and all(a.usage.completion_tokens == 4 for a in answers)
+    assert len({a.choices[0].message.content for a in answers}) == 1
+    calls = after["generate_calls"] - before["generate_calls"] - 1  # less the slow one
+    assert calls < 8, after
+
+
+def test_a_client_leaving_mid_stream(served):
+    client, server, pool, _ = served
+    body = {"model": "tiny", "messages": HI, "stream": True, "n": 4, "max_tokens": 64,
+            "temperature": 1.0}
+    with httpx.Client(timeout=30) as raw:
+        with raw.stream("POST", f"{server.url}/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {KEY}"}) as response:
+            assert response.status_code == 200
+            first = next(response.iter_lines())
+            assert first.startswith("data: {")
+        # left after one line; the server carries on
+    assert ask(client, temperature=0, max_tokens=3).usage.completion_tokens == 3
+    assert pool.snapshot()["waiting"] == 0
