@@ -105,14 +105,22 @@ function runRow(r, checked) {
 }
 
 /* ---------- charts ---------- */
-function chart(target, title, keys, width) {
-  const opts = {title: "", width: width || 440, height: 220, scales: {x: {time: false}},
-                legend: {live: false}, axes: [{label: "step"}, {}],
+function tick(v) {
+  if (v === null || v === undefined) return "";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  return a >= 1e4 || a < 1e-2 ? v.toExponential(1) : String(+v.toPrecision(3));
+}
+
+function chart(target, title, keys) {
+  const box = el("div", {class: "chart", "data-group": title}, el("h3", {}, title));
+  target.append(box);
+  const width = Math.max(300, box.clientWidth - 20);
+  const opts = {width, height: 220, scales: {x: {time: false}}, legend: {live: false},
+                axes: [{label: "step"}, {size: 60, values: (u, vals) => vals.map(tick)}],
                 series: [{label: "step"}].concat(keys.map((k, i) => ({
                   label: k, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
                   points: {show: true, size: 4}})))};
-  const box = el("div", {class: "chart", "data-group": title}, el("h3", {}, title));
-  target.append(box);
   const plot = new uPlot(opts, [[]].concat(keys.map(() => [])), box);
   return {plot, keys};
 }
@@ -140,8 +148,7 @@ async function runPage(name) {
           el("div", {class: "cols"},
              el("div", {}, el("h2", {}, "Config"), el("pre", {id: "config"}, run.config)),
              el("div", {}, el("h2", {}, "Lineage"), lineageBlock(run.lineage))));
-  const width = Math.max(380, Math.min(640, charts.clientWidth / 2 - 30));
-  const drawn = run.groups.map(([title, keys]) => chart(charts, title, keys, width));
+  const drawn = run.groups.map(([title, keys]) => chart(charts, title, keys));
   const draw = () => {
     drawn.forEach(c => c.plot.setData(columns(rows, c.keys)));
     charts.dataset.rows = rows.length;
@@ -199,12 +206,16 @@ function sampleRow(r, i) {
   const passed = r.passed === true ? el("span", {class: "pass"}, " pass")
     : r.passed === false ? el("span", {class: "fail"}, " fail") : "";
   const item = r.item ?? (r.prompt !== undefined ? `prompt ${r.prompt}` : "");
-  const known = new Set(["output", "grade", "score", "passed", "details", "item", "prompt"]);
-  const rest = Object.fromEntries(Object.entries(r).filter(([k]) => !known.has(k)));
+  const known = new Set(["output", "grade", "score", "passed", "details", "item", "prompt",
+                         "model", "task"]);
+  const rest = Object.entries({...(r.details || {}), ...r}).filter(([k]) => !known.has(k));
+  const breakdown = rest.map(([k, v]) => (k === "sub_rewards" && v && typeof v === "object"
+    ? Object.entries(v).map(([g, x]) => `${g}: ${fmt(x)}`).join("\n")
+    : `${k}: ${typeof v === "object" ? JSON.stringify(v) : fmt(v)}`)).join("\n");
   return el("tr", {class: "sample"}, el("td", {class: "num"}, i + 1),
             el("td", {}, String(item)), el("td", {}, el("pre", {}, r.output ?? "")),
             el("td", {class: "num"}, fmt(grade), passed),
-            el("td", {}, el("pre", {}, JSON.stringify({...(r.details || {}), ...rest}, null, 1))));
+            el("td", {}, el("pre", {class: "breakdown"}, breakdown)));
 }
 
 /* ---------- compare ---------- */
@@ -225,13 +236,13 @@ async function comparePage(params) {
   };
   picker.onchange = go;
   metric.onchange = go;
-  const area = el("div", {class: "charts", id: "compare-chart"});
+  const area = el("div", {class: "wide", id: "compare-chart"});
   setView(el("h1", {}, "Compare runs"),
           el("div", {class: "filters"}, picker, el("label", {}, "metric ", metric)), area);
   if (!data) { area.append(el("p", {class: "muted"}, "pick runs to compare")); return; }
   const steps = [...new Set(Object.values(data.series).flatMap(s => s.step))]
     .sort((a, b) => a - b);
-  const c = chart(area, data.metric, names, Math.min(900, area.clientWidth - 20));
+  const c = chart(area, data.metric, names);
   c.plot.setData([steps].concat(names.map(n => {
     const s = data.series[n], at = new Map(s.step.map((x, i) => [x, s[data.metric][i]]));
     return steps.map(x => (at.has(x) ? at.get(x) : null));
