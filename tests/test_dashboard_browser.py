@@ -165,11 +165,11 @@ def test_a_live_run_updates_without_a_reload(server, driver, shots):
 
 def test_compare_view_lays_runs_on_one_axis(server, driver, shots):
     url, _ = server
-    driver.get(url + "/#/compare?runs=grpo-math,grpo-live,rft-a&metric=reward")
+    driver.get(url + "/#/compare?runs=grpo-math,grpo-live,sft-math,rft-a&metric=reward")
     driver.refresh()
     wait_for(driver, "document.querySelectorAll('#compare-chart canvas').length === 1")
     legend = driver.find_element("css selector", "#compare-chart").text
-    assert all(n in legend for n in ("grpo-math", "grpo-live", "rft-a"))
+    assert all(n in legend for n in ("grpo-math", "grpo-live", "sft-math", "rft-a"))
     assert driver.execute_script("return document.querySelector('#metric').value") == "reward"
     driver.execute_script("const m = document.querySelector('#metric');"
                           "m.value = 'loss'; m.onchange();")

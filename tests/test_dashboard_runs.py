@@ -41,7 +41,8 @@ def metric_row(step: int, method: str, seed: int = 0) -> dict:
     """A plausible row: loss falls, reward and dev pass@1 rise, KL grows a little."""
     t = step / 50
     row = {"step": step, "time": round(time.time(), 3),
-           "loss": round(2.0 * math.exp(-t) + 0.1 + 0.02 * math.sin(step + seed), 5),
+           "loss": round(2.0 * math.exp(-t * (1 + 0.4 * seed)) + 0.1
+                         + 0.02 * math.sin(step + seed), 5),
            "lr": 2e-4, "grad_norm": round(1.0 + 0.3 * math.cos(step / 3 + seed), 4),
            "tokens_per_s": 9000 + 40 * (step % 7)}
     if method in ("grpo", "rft", "ppo"):
