@@ -26,7 +26,14 @@ def make_router(runs_root, api_keys=()) -> APIRouter:
     guard.add_login(router)
     page = APIRouter(dependencies=[Depends(guard.page)])
     api = APIRouter(prefix="/dashboard/api", dependencies=[Depends(guard.api)])
+    _add_pages(router, page)
+    _add_api(api, index)
+    router.include_router(page)
+    router.include_router(api)
+    return router
 
+
+def _add_pages(router: APIRouter, page: APIRouter) -> None:
     @page.get("/", include_in_schema=False)
     def home():
         return FileResponse(STATIC / "index.html", media_type="text/html",
@@ -43,6 +50,8 @@ def make_router(runs_root, api_keys=()) -> APIRouter:
     def favicon():
         return Response(status_code=204)
 
+
+def _add_api(api: APIRouter, index: RunIndex) -> None:
     def run_of(name: str) -> Path:
         run = index.run_dir(name)
         if run is None:
@@ -94,10 +103,6 @@ def make_router(runs_root, api_keys=()) -> APIRouter:
         return {"metric": chosen, "keys": keys,
                 "series": {n: curves.series(rows, [chosen]) if chosen else {"step": []}
                            for n, rows in every.items()}}
-
-    router.include_router(page)
-    router.include_router(api)
-    return router
 
 
 def _resumes(run: Path) -> list[dict]:
