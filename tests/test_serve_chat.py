@@ -16,29 +16,33 @@ from corral.serve.app import create_app
 from corral.testing import save_tiny
 
 HI = [{"role": "user", "content": "hi"}]
+SAY = [{"role": "user", "content": "say 1"}]  # a training prompt: the ft model answers it
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tiny = save_tiny(tmp_path_factory.mktemp("tiny") / "tiny")
-    app = create_app(tmp_path_factory.mktemp("root"), [KEY], models={"tiny": tiny},
-                     overrides=("lora.r=4",), max_models=1)
+    other = save_tiny(tmp_path_factory.mktemp("tiny") / "other")
+    app = create_app(tmp_path_factory.mktemp("root"), [KEY],
+                     models={"tiny": tiny, "other": other}, overrides=("lora.r=4",),
+                     max_models=1)
     server = ThreadServer(app).start()
     client = openai.OpenAI(base_url=server.url, api_key=KEY, max_retries=0)
     train = client.files.create(file=("t.jsonl", jsonl(chat_rows())), purpose="fine-tune")
+    hyper = {"n_epochs": 3, "learning_rate_multiplier": 5}  # enough to move the logprobs
     job = client.fine_tuning.jobs.create(model="tiny", training_file=train.id,
-                                         hyperparameters={"n_epochs": 2}, suffix="chat")
+                                         hyperparameters=hyper, suffix="chat")
     yield client, server, app.state.corral.pool, job.id
     server.stop()
 
 
-def ask(client, model="tiny", **kw):
-    return client.chat.completions.create(model=model, messages=HI, **kw)
+def ask(client, model="tiny", messages=HI, **kw):
+    return client.chat.completions.create(model=model, messages=messages, **kw)
 
 
-def streamed(client, model="tiny", **kw) -> tuple[dict, object]:
+def streamed(client, model="tiny", messages=HI, **kw) -> tuple[dict, object]:
     texts, usage = {}, None
-    for chunk in client.chat.completions.create(model=model, messages=HI, stream=True,
+    for chunk in client.chat.completions.create(model=model, messages=messages, stream=True,
                                                 stream_options={"include_usage": True}, **kw):
         usage = chunk.usage or usage
         for choice in chunk.choices:
@@ -78,20 +82,47 @@ def test_n_stop_and_seed(served):
     assert texts == {0: cut.message.content, 1: cut.message.content}
 
 
-def test_ft_model_and_run_are_served(served):
+def test_ft_model_shares_its_base_then_evictions(served):
     client, _, pool, job_id = served
     job = wait_for(client, job_id)
     assert job.status == "succeeded", job.error
     assert job.fine_tuned_model in [m.id for m in client.models.list()]
-    loads = pool.snapshot()["evictions"]
-    got = ask(client, job.fine_tuned_model, temperature=0, max_tokens=5)
-    assert got.model == job.fine_tuned_model and got.usage.completion_tokens == 5
-    texts, usage = streamed(client, job.fine_tuned_model, temperature=0, max_tokens=5)
-    assert texts == {0: got.choices[0].message.content} and usage.completion_tokens == 5
-    assert ask(client, job_id, temperature=0, max_tokens=5).choices[0].message.content == \
-        got.choices[0].message.content  # the job's run: the same final model
-    ask(client, temperature=0, max_tokens=2)
-    assert pool.snapshot()["evictions"] > loads  # max_models=1: least recently used out
+    ft, tiny = job.fine_tuned_model, pool.resolve("tiny")[0]
+    base = ask(client, messages=SAY, temperature=0, max_tokens=5, logprobs=True).choices[0]
+    got = ask(client, ft, messages=SAY, temperature=0, max_tokens=5, logprobs=True)
+    text, logprobs = got.choices[0].message.content, [t.logprob for t in
+                                                      got.choices[0].logprobs.content]
+    assert got.model == ft and text
+    assert logprobs != pytest.approx([t.logprob for t in base.logprobs.content], abs=1e-3)
+    shared = pool.snapshot()
+    assert list(shared["adapters"].values()) == [tiny]  # on tiny's loaded weights
+    final = pool.resolve(ft)[0]
+    assert shared["loaded"][final] < shared["loaded"][tiny] / 4  # only the adapter added
+    texts, usage = streamed(client, ft, messages=SAY, temperature=0, max_tokens=5)
+    assert texts == {0: text} and usage.model_dump() == got.usage.model_dump()
+    assert ask(client, job_id, messages=SAY, temperature=0,
+               max_tokens=5).choices[0].message.content == text  # the job's run: the same
+    again = ask(client, messages=SAY, temperature=0, max_tokens=5).choices[0].message.content
+    assert again == base.message.content  # the base decodes with adapters disabled
+    alone_text, alone_logprobs = _alone(final, SAY, 5)
+    assert alone_text == text and alone_logprobs[:len(logprobs)] == pytest.approx(logprobs,
+                                                                                 abs=1e-4)
+    evictions = shared["evictions"]
+    ask(client, "other", temperature=0, max_tokens=2)  # max_models=1: tiny and its adapter out
+    assert set(pool.snapshot()["loaded"]) == {pool.resolve("other")[0]}
+    assert pool.snapshot()["evictions"] == evictions + 2
+    alone = ask(client, ft, messages=SAY, temperature=0, max_tokens=5)  # loaded whole now
+    assert alone.choices[0].message.content == text
+    assert set(pool.snapshot()["loaded"]) == {final} and not pool.snapshot()["adapters"]
+
+
+def _alone(path, messages, tokens) -> tuple[str, list]:
+    from corral.infer.engine import SamplingParams
+    from corral.infer.generators import generator_for
+
+    gen = generator_for(path)
+    out = gen.chat([messages], SamplingParams(max_new_tokens=tokens, temperature=0))
+    return out[0][0].text, out[0][0].logprobs
 
 
 @pytest.mark.parametrize("kw,param,status", [

@@ -1,6 +1,8 @@
 """The models behind /v1/chat/completions: loaded lazily, evicted least-recently-used under a
-budget (at most `max_models` loaded, and their parameters' bytes under `memory_bytes`), and
-one generation thread that batches requests.
+budget (at most `max_models` full models loaded, and all parameters' bytes under
+`memory_bytes`), and one generation thread that batches requests. A LoRA ft: model whose
+base is loaded rides on it (adapters.py: the base's weights shared, only the adapter's
+added); it does not count against `max_models` and leaves with its base.
 
 Dynamic batching: requests wait in one queue; the thread takes every waiting request of the
 oldest request's model and answers them with one `Engine.generate` call per distinct set of
@@ -19,9 +21,33 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 GiB = 1024 ** 3
+
+
+@dataclass
+class Entry:
+    """A loaded model: its generator and the bytes it holds; an adapter names the base entry
+    it rides on and its adapter name there; a base with adapters has their peft wrapper."""
+    generator: object
+    bytes: int
+    base: str | None = None
+    adapter: str | None = None
+    wrapper: object = None
+
+    @contextmanager
+    def selected(self, pool):
+        """Run a batch on this model: the base with adapters disabled, or this adapter."""
+        if self.adapter is not None:
+            pool.loaded[self.base].wrapper.set_adapter(self.adapter)
+            yield
+        elif self.wrapper is not None:
+            with self.wrapper.disable_adapter():
+                yield
+        else:
+            yield
 
 
 @dataclass
@@ -50,12 +76,12 @@ class Pool:
     it) and what `generator_for` loads. `load(path) -> LocalGenerator` is swappable in tests."""
 
     def __init__(self, resolve, *, max_models: int = 2, memory_bytes: int | None = None,
-                 runs_root: str = "runs", load=None):
+                 runs_root: str = "runs", load=None, share_adapters: bool = True):
         self.resolve, self.max_models, self.memory_bytes = resolve, max(1, max_models), \
             memory_bytes
-        self.runs_root = runs_root
+        self.runs_root, self.share_adapters, self._adapters = runs_root, share_adapters, 0
         self.load = load or self._load
-        self.loaded: OrderedDict[str, tuple] = OrderedDict()  # key -> (generator, bytes)
+        self.loaded: OrderedDict[str, Entry] = OrderedDict()  # least recently used first
         self.stats = {"requests": 0, "batches": 0, "generate_calls": 0, "loads": 0,
                       "evictions": 0, "skipped": 0}
         self._queue: list[Request] = []
@@ -84,7 +110,8 @@ class Pool:
     def snapshot(self) -> dict:
         with self._cv:
             return {**self.stats, "waiting": len(self._queue),
-                    "loaded": {k: b for k, (_, b) in self.loaded.items()}}
+                    "loaded": {k: e.bytes for k, e in self.loaded.items()},
+                    "adapters": {k: e.base for k, e in self.loaded.items() if e.base}}
 
     # -- the generation thread ---------------------------------------------------------
     def _loop(self) -> None:
@@ -107,7 +134,8 @@ class Pool:
 
     def _answer(self, model: str, batch: list[Request]) -> None:
         try:
-            generator = self._generator(model)
+            entry = self._generator(model)
+            generator = entry.generator
         except Exception as exc:  # noqa: BLE001  (a model that will not load fails its requests)
             for req in batch:
                 req.future.set_exception(exc)
@@ -124,7 +152,9 @@ class Pool:
         for reqs in groups.values():
             try:
                 self.stats["generate_calls"] += 1
-                out = generator.engine.generate([r.prompt_ids for r in reqs], reqs[0].params)
+                with entry.selected(self):
+                    out = generator.engine.generate([r.prompt_ids for r in reqs],
+                                                    reqs[0].params)
             except Exception as exc:  # noqa: BLE001  (reported to each request of the call)
                 for req in reqs:
                     req.future.set_exception(exc)
@@ -140,24 +170,56 @@ class Pool:
     # -- loading and eviction ----------------------------------------------------------
     def _generator(self, model: str):
         key, path = self.resolve(model)
-        if key in self.loaded:
+        entry = self.loaded.get(key)
+        if entry is None:
+            entry = self._load_entry(key, path)
+        self.loaded.move_to_end(key)
+        if entry.base is not None:  # an adapter keeps its base warm
+            self.loaded.move_to_end(entry.base)
             self.loaded.move_to_end(key)
-            return self.loaded[key][0]
-        while len(self.loaded) >= self.max_models:
-            self._evict()
-        generator = self.load(path)
-        inner = getattr(generator.engine.backend, "model", None)
-        size = param_bytes(inner) if inner is not None else 0
-        self.loaded[key] = (generator, size)
-        self.stats["loads"] += 1
-        while self.memory_bytes and len(self.loaded) > 1 and \
-                sum(b for _, b in self.loaded.values()) > self.memory_bytes:
-            self._evict()
-        return generator
+        self._fit_budget({key, entry.base})
+        return entry
 
-    def _evict(self) -> None:
-        self.loaded.popitem(last=False)
+    def _load_entry(self, key: str, path: str) -> Entry:
+        from corral.serve import adapters
+
+        base_name = adapters.base_of(path) if self.share_adapters else None
+        base = next((k for k, e in self.loaded.items() if base_name and e.base is None
+                     and adapters.same_model(k, base_name)), None)
+        if base is not None:  # a LoRA ft: model on a loaded base: share its weights
+            self._adapters += 1
+            name = f"a{self._adapters}"
+            generator, size = adapters.attach(self.loaded[base], path, name)
+            entry = Entry(generator, size, base=base, adapter=name)
+        else:
+            while sum(e.base is None for e in self.loaded.values()) >= self.max_models:
+                self._evict(next(iter(self.loaded)))
+            generator = self.load(path)
+            inner = getattr(generator.engine.backend, "model", None)
+            entry = Entry(generator, param_bytes(inner) if inner is not None else 0)
+        self.loaded[key] = entry
+        self.stats["loads"] += 1
+        return entry
+
+    def _fit_budget(self, keep: set) -> None:
+        while self.memory_bytes and sum(e.bytes for e in self.loaded.values()) > \
+                self.memory_bytes:
+            victim = next((k for k in self.loaded if k not in keep), None)
+            if victim is None:
+                return
+            self._evict(victim)
+
+    def _evict(self, key: str) -> None:
+        from corral.serve import adapters
+
+        entry = self.loaded.pop(key)
         self.stats["evictions"] += 1
+        if entry.base is not None:
+            adapters.detach(self.loaded[entry.base], entry.adapter)
+        for riding in [k for k, e in self.loaded.items() if e.base == key]:
+            del self.loaded[riding]  # its adapters go with a base
+            self.stats["evictions"] += 1
+        entry = None
         gc.collect()
         try:
             import torch
