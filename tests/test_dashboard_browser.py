@@ -158,6 +158,10 @@ def test_a_live_run_updates_without_a_reload(server, driver, shots):
     with open(root / "grpo-live" / "metrics.jsonl", "a") as f:
         f.write("".join(json.dumps(metric_row(s, "grpo", 1)) + "\n" for s in (41, 42)))
     wait_for(driver, "document.querySelector('#charts').dataset.rows === '42'", timeout=15)
+    with open(root / "grpo-live" / "metrics.jsonl", "a") as f:  # a key never seen before
+        f.write(json.dumps({**metric_row(43, "grpo", 1), "entropy": 1.25}) + "\n")
+    wait_for(driver, "document.querySelector('#charts [data-group=other]') && "
+                     "document.querySelector('#charts').dataset.rows === '43'", timeout=15)
     assert driver.execute_script("return window.__same_page") is True  # no reload
     assert "live" in driver.find_element("id", "live").text
     assert not console_errors(driver)

@@ -137,6 +137,7 @@ def describe(run: Path) -> dict:
     task = cfg.get("task") or data.get("task") or ev.get("task") or ""
     model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
     model = (lineage.get("base_model") or model_cfg.get("name")
+             or (cfg["model"] if isinstance(cfg.get("model"), str) else "")
              or ", ".join(map(str, cfg.get("models") or [])))
     return {"method": str(method or "?"), "task": str(task), "model": str(model or ""),
             "started": lineage.get("time") or ""}

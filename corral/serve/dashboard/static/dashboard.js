@@ -156,15 +156,28 @@ async function runPage(name) {
   draw();
   await samplePage(name, samples, 0);
   if (s.status === "running") {
+    document.getElementById("live").textContent = "live";
     every(async () => {
       const last = rows.length ? rows[rows.length - 1].step : -1;
       const fresh = (await api(`/runs/${encodeURIComponent(name)}/metrics?after_step=${last}`))
         .rows;
       document.getElementById("live").textContent = `live · polled ${new Date()
         .toLocaleTimeString()}`;
-      if (fresh.length) { rows = rows.concat(fresh); draw(); }
+      if (!fresh.length) return;
+      const charted = new Set(run.groups.flatMap(([, keys]) => keys));
+      if (fresh.some(r => Object.keys(r).some(k => isCurve(k, r[k]) && !charted.has(k)))) {
+        route();  // a new kind of curve (the first dev eval): lay the page out again
+        return;
+      }
+      rows = rows.concat(fresh);
+      draw();
     }, POLL_MS);
   }
+}
+
+function isCurve(key, value) {
+  return typeof value === "number" && key !== "step" && key !== "time" &&
+    !/(_stderr|n_items|n_samples)$/.test(key);
 }
 
 function checkpointTable(ckpts) {
