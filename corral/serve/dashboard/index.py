@@ -159,11 +159,8 @@ class RunIndex:
         """The folder of run `name`, or None for anything that is not a run under root."""
         if not NAME.match(name or ""):
             return None
-        run = self.root / name
-        try:
-            if run.resolve().parent != self.root.resolve() or not run.is_dir():
-                return None
-        except OSError:
+        run = self.root / name  # NAME has no slash and no leading dot: never outside root
+        if not run.is_dir():
             return None
         return run if any((run / f).exists() for f in RUN_FILES) else None
 
