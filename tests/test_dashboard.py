@@ -205,3 +205,13 @@ def test_dashboard_flags_become_options():
     from corral.cli.options import options
 
     assert options(DashboardOptions, args) == DashboardOptions(runs="somewhere", port=9000)
+
+
+def test_a_symlinked_run_folder_opens(tmp_path):
+    root = tmp_path / "runs"
+    synthetic_run(tmp_path / "elsewhere", "kept", steps=5)
+    root.mkdir()
+    (root / "linked").symlink_to(tmp_path / "elsewhere" / "kept")
+    client = TestClient(create_dashboard_app(root))
+    assert [r["name"] for r in client.get("/dashboard/api/runs").json()["runs"]] == ["linked"]
+    assert len(client.get("/dashboard/api/runs/linked/metrics").json()["rows"]) == 5
