@@ -178,6 +178,11 @@ class RunIndex:
                 self._cache.pop(name, None)
         return sorted(out, key=lambda s: s["updated"], reverse=True)
 
+    def summary(self, name: str) -> dict | None:
+        """One run's summary (no look at the other runs)."""
+        with self._lock:
+            return self._summary(name)
+
     def _summary(self, name: str) -> dict | None:
         run = self.root / name
         key = _stat_key(run)

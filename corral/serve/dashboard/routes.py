@@ -72,7 +72,7 @@ def _add_api(api: APIRouter, index: RunIndex) -> None:
     def run(name: str):
         path = run_of(name)
         rows = index.metrics(name)
-        summary = next((s for s in index.summaries() if s["name"] == name), {"name": name})
+        summary = index.summary(name) or {"name": name}
         return {"summary": summary, "groups": curves.groups(rows),
                 "checkpoints": curves.checkpoints(path, rows),
                 "config": curves.config_text(path), "lineage": curves.lineage(path),
