@@ -6,6 +6,7 @@ clients batched into fewer generate calls, a client leaving mid-stream, LRU evic
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import httpx2 as httpx  # the HTTP client the openai SDK itself uses
 import openai
@@ -64,6 +65,20 @@ def test_base_model_plain_and_streamed(served):
     assert usage.model_dump() == got.usage.model_dump()
     assert pool.snapshot()["loaded"]  # its parameters' bytes are measured
     assert max(pool.snapshot()["loaded"].values()) > 0
+
+
+def test_streamed_logprobs_are_the_plain_ones(served):
+    client, _, _, _ = served
+    full = ask(client, temperature=0, max_tokens=10).choices[0].message.content
+    kw = {"temperature": 0, "max_tokens": 10, "logprobs": True, "stop": full[2:4]}
+    plain = ask(client, **kw).choices[0]
+    tokens = []
+    for chunk in client.chat.completions.create(model="tiny", messages=HI, stream=True, **kw):
+        for choice in chunk.choices:
+            tokens += choice.logprobs.content if choice.logprobs else []
+    assert [t.model_dump() for t in tokens] == [t.model_dump() for t in
+                                                 plain.logprobs.content]
+    assert plain.finish_reason == "stop"
 
 
 def test_n_stop_and_seed(served):
@@ -187,3 +202,18 @@ def test_a_client_leaving_mid_stream(served):
         # left after one line; the server carries on
     assert ask(client, temperature=0, max_tokens=3).usage.completion_tokens == 3
     assert pool.snapshot()["waiting"] == 0
+
+
+def test_memory_budget_evicts_least_recently_used():
+    import torch
+
+    from corral.serve.pool import Pool
+
+    def load(path):  # a stand-in generator: only its model's bytes matter here
+        model = torch.nn.Linear(int(path), int(path), bias=False)
+        return SimpleNamespace(engine=SimpleNamespace(backend=SimpleNamespace(model=model)))
+    pool = Pool(lambda m: (m, m), max_models=5, memory_bytes=2 * 100 * 100 * 4 + 10, load=load)
+    for model in ("100", "99", "100", "50"):  # 40000 + 39204 + 10000 bytes: over the budget
+        pool._generator(model)
+    assert list(pool.loaded) == ["100", "50"]  # 99 was the least recently used
+    assert pool.snapshot()["loaded"] == {"100": 40000, "50": 10000}

@@ -46,6 +46,20 @@ def test_api_keys(served):
     assert client.models.list().data == []
 
 
+def test_dashboard_guards_itself(served):
+    """The dashboard at / takes a login cookie instead of the Bearer header; nothing else
+    is let through without a key."""
+    _, server, _ = served
+    root = server.url.removesuffix("/v1")
+    page = httpx.get(f"{root}/", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+    assert httpx.get(f"{root}/dashboard/api/runs").status_code == 401
+    assert httpx.get(f"{root}/dashboard/api/runs",
+                     headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert httpx.get(f"{root}/dashboardx").status_code == 401
+    assert httpx.get(f"{root}/v1/chat/serving").status_code == 401
+
+
 def test_bad_job_requests(served):
     client, server, train = served
     create = client.fine_tuning.jobs.create

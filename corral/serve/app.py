@@ -8,6 +8,7 @@ stopped by the app's lifespan.
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -92,9 +93,15 @@ def create_app(root, api_keys=(), *, models: dict | None = None, workers: int = 
     app.state.corral = state
     for router in (files.router, jobs.router, model_routes.router, chat.router):
         app.include_router(router, prefix="/v1")
+    keys = tuple(k for k in api_keys if k)
+    dashboard = importlib.util.find_spec("corral.serve.dashboard") is not None
+    if dashboard:  # the runs dashboard at /, which checks keys itself (a login cookie)
+        from corral.serve.dashboard import mount
+
+        mount(app, root / "runs", keys)
     errors.install(app)
     app.add_middleware(BodyLimit, max_upload=max_upload_bytes, max_json=max_json_bytes)
-    app.add_middleware(BearerAuth, keys=tuple(k for k in api_keys if k))
+    app.add_middleware(BearerAuth, keys=keys, exempt=DASHBOARD if dashboard else ())
     return app
 
 
@@ -111,14 +118,23 @@ async def _send_error(send, status: int, message: str, code: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BearerAuth:
-    """`Authorization: Bearer KEY` on every request, compared in constant time."""
+DASHBOARD = ("/", "/favicon.ico", "/dashboard/")  # paths the dashboard guards itself
 
-    def __init__(self, app, keys: tuple):
-        self.app, self.keys = app, [k.encode() for k in keys]
+
+class BearerAuth:
+    """`Authorization: Bearer KEY` on every request, compared in constant time, except the
+    dashboard's pages (`exempt`: exact paths, or prefixes ending in '/'), which a browser
+    opens with a login cookie instead and which check the key themselves."""
+
+    def __init__(self, app, keys: tuple, exempt: tuple = ()):
+        self.app, self.keys, self.exempt = app, [k.encode() for k in keys], exempt
+
+    def _exempt(self, path: str) -> bool:
+        return any(path == e or (e.endswith("/") and e != "/" and path.startswith(e))
+                   for e in self.exempt)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.keys:
+        if scope["type"] != "http" or not self.keys or self._exempt(scope["path"]):
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, key = given.partition(b" ")

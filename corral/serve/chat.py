@@ -106,7 +106,8 @@ def chunks(chat, gens, prompt_tokens: int, tokenizer):
             piece = {"content": lp[last + 1:k + 1], "refusal": None} if lp is not None else None
             last = k
             yield chunk(g.sample_index, {"content": text}, logprobs=piece)
-        yield chunk(g.sample_index, {}, FINISH[g.finish_reason])
+        rest = {"content": lp[last + 1:], "refusal": None} if lp and lp[last + 1:] else None
+        yield chunk(g.sample_index, {}, FINISH[g.finish_reason], rest)  # a stop string's
     if chat.include_usage:
         yield {**base, "choices": [], "usage": _usage(gens, prompt_tokens)}
 

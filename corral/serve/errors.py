@@ -60,13 +60,15 @@ def install(app) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):
-        if exc.status_code == 404:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no such route
             return error_response(404, f"unknown route {request.method} {request.url.path}; "
                                   "see docs/serve.md for the routes", None, "unknown_url")
         if exc.status_code == 405:
             return error_response(405, f"{request.method} is not allowed on "
                                   f"{request.url.path}", None, "method_not_allowed")
-        return error_response(exc.status_code, str(exc.detail))
+        response = error_response(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # a redirect's location, www-authenticate
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
