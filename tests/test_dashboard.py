@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+from dashboard_runs import metric_row, real_runs, synthetic_run
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from test_dashboard_runs import metric_row, real_runs, synthetic_run
 
 from corral.core.errors import CorralError
 from corral.serve.dashboard import DashboardOptions, check, create_dashboard_app, mount

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from test_dashboard_runs import metric_row, real_runs, synthetic_run
+from dashboard_runs import metric_row, real_runs, synthetic_run
 
 from corral.serve.dashboard import create_dashboard_app
 

@@ -37,7 +37,7 @@ GROUPS = (
     ("make and clean data", ("synth", "curate", "pairs")),
     ("train", ("sft", "rft", "grpo", "dpo", "simpo", "orpo", "kto", "rm", "ppo")),
     ("feedback", ("judge", "feedback")),
-    ("serve and export", ("serve", "export", "lineage")),
+    ("serve and export", ("serve", "dashboard", "plot", "export", "lineage")),
 )
 
 
@@ -235,13 +235,14 @@ def _add_grade(sub) -> None:
 
 def _registrars() -> dict:
     """Command name -> the function adding its parser (feedback.register adds `judge` too)."""
-    from corral.cli import curate, feedback, pairs, serve, synthesize
+    from corral.cli import curate, dashboard, feedback, pairs, serve, synthesize
 
     return {"quickstart": _add_quickstart, "chat": _add_chat, "data": _add_data,
             "split": _add_split, "grade": _add_grade, "eval": _add_eval,
             "synth": synthesize.register, "curate": curate.register, "pairs": pairs.register,
             "judge": feedback.register, "feedback": feedback.register,
-            "export": _add_export, "lineage": _add_lineage, "serve": serve.register}
+            "export": _add_export, "lineage": _add_lineage, "serve": serve.register,
+            "dashboard": dashboard.register, "plot": dashboard.register}
 
 
 def _children(parser) -> dict:
