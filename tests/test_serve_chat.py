@@ -6,6 +6,7 @@ clients batched into fewer generate calls, a client leaving mid-stream, LRU evic
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import httpx2 as httpx  # the HTTP client the openai SDK itself uses
@@ -167,26 +168,50 @@ def test_bad_parameters(served, kw, param, status):
     assert caught.value.response.headers["x-should-retry"] == "false"
 
 
+@contextmanager
+def held(pool):
+    """The generation thread stops before its next batch until the block ends, so the
+    test decides what is waiting when it goes on (no timing races)."""
+    gate, answer = threading.Event(), pool._answer
+
+    def wait_then_answer(model, batch):
+        gate.wait(30)
+        return answer(model, batch)
+    pool._answer = wait_then_answer
+    try:
+        yield
+    finally:
+        gate.set()
+        del pool._answer  # the class's method again
+
+
+def wait_until(check, timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_concurrent_clients_are_batched(served):
     client, _, pool, _ = served
     ask(client, temperature=0, max_tokens=1)  # loaded
     before = pool.snapshot()
-    slow = threading.Thread(target=ask, args=(client,), kwargs={"temperature": 0,
-                                                                "max_tokens": 300})
-    slow.start()
-    while pool.snapshot()["batches"] == before["batches"]:  # the long decode has begun
-        time.sleep(0.005)
-    t0 = time.monotonic()
-    assert client.models.list().data  # other routes answer while it decodes
-    assert time.monotonic() - t0 < 5
-    with ThreadPoolExecutor(8) as ex:
-        answers = list(ex.map(lambda i: ask(client, temperature=0, max_tokens=4), range(8)))
-    slow.join()
+    with ThreadPoolExecutor(9) as ex:
+        with held(pool):
+            first = ex.submit(ask, client, temperature=0, max_tokens=4)  # holds the thread
+            wait_until(lambda: pool.snapshot()["waiting"] == 0 and
+                       pool.snapshot()["requests"] == before["requests"] + 1)
+            t0 = time.monotonic()
+            assert client.models.list().data  # other routes answer while it is busy
+            assert time.monotonic() - t0 < 5
+            rest = [ex.submit(ask, client, temperature=0, max_tokens=4) for _ in range(8)]
+            wait_until(lambda: pool.snapshot()["waiting"] == 8)
+        answers = [f.result() for f in [first, *rest]]
     after = pool.snapshot()
-    assert len(answers) == 8 and all(a.usage.completion_tokens == 4 for a in answers)
+    assert all(a.usage.completion_tokens == 4 for a in answers)
     assert len({a.choices[0].message.content for a in answers}) == 1
-    calls = after["generate_calls"] - before["generate_calls"] - 1  # less the slow one
-    assert calls < 8, after
+    assert after["generate_calls"] - before["generate_calls"] == 2, after  # 1, then 8 at once
+    assert after["batches"] - before["batches"] == 2
 
 
 def test_a_client_leaving_mid_stream(served):
@@ -217,3 +242,22 @@ def test_memory_budget_evicts_least_recently_used():
         pool._generator(model)
     assert list(pool.loaded) == ["100", "50"]  # 99 was the least recently used
     assert pool.snapshot()["loaded"] == {"100": 40000, "50": 10000}
+
+
+def test_a_client_leaving_before_its_batch_is_not_generated(served):
+    client, server, pool, _ = served
+    ask(client, temperature=0, max_tokens=1)  # loaded
+    before = pool.snapshot()
+    body = {"model": "tiny", "messages": HI, "max_tokens": 3, "temperature": 0.5}
+    with ThreadPoolExecutor(1) as ex:
+        with held(pool):
+            first = ex.submit(ask, client, temperature=0, max_tokens=2)
+            wait_until(lambda: pool.snapshot()["requests"] == before["requests"] + 1 and
+                       pool.snapshot()["waiting"] == 0)
+            with pytest.raises(httpx.TimeoutException):  # it leaves while it waits
+                httpx.post(f"{server.url}/chat/completions", json=body, timeout=0.3,
+                           headers={"Authorization": f"Bearer {KEY}"})
+            time.sleep(1.0)  # the server notices within its 0.25 s poll
+        first.result()
+    wait_until(lambda: pool.snapshot()["skipped"] == before["skipped"] + 1)
+    assert pool.snapshot()["generate_calls"] == before["generate_calls"] + 1  # only the first

@@ -14,7 +14,7 @@ import json
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from corral.serve import chatparams
@@ -132,6 +132,19 @@ def _engine_error(exc: Exception) -> APIError:
                     "running", None, "server_error")
 
 
+async def _answer(request: Request, future, poll_s: float = 0.25):
+    """The pool's answer; None when the client disconnected first (a request whose batch
+    has not started is then dropped from the queue, never generated)."""
+    wrapped = asyncio.wrap_future(future)
+    while True:
+        done, _ = await asyncio.wait({wrapped}, timeout=poll_s)
+        if done:
+            return wrapped.result()
+        if await request.is_disconnected():
+            future.cancel()  # False once generating: that answer is then dropped
+            return None
+
+
 @router.post("/chat/completions")
 async def create(request: Request):
     state = request.app.state.corral
@@ -139,9 +152,12 @@ async def create(request: Request):
     await run_in_threadpool(state.pool.resolve, chat.model)  # 404 before queueing
     future = state.pool.submit(chat.model, chat.messages, chat.params)
     try:
-        gens, prompt_tokens, tokenizer = await asyncio.wrap_future(future)
+        answer = await _answer(request, future)
     except Exception as exc:  # noqa: BLE001  (each becomes an OpenAI error object)
         raise _engine_error(exc) from None
+    if answer is None:  # the client left while its request waited: nothing to send
+        return Response(status_code=499)
+    gens, prompt_tokens, tokenizer = answer
     if not chat.stream:
         return completion(chat, gens, prompt_tokens, tokenizer)
     items = list(chunks(chat, gens, prompt_tokens, tokenizer))
