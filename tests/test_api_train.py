@@ -116,3 +116,43 @@ def test_a_pal_judge_spec_loads_by_name_and_validates(setup):
         '{"type": "pal_judge", "model": "m", "temperature": 1}')[0]
     grader = load_grader({"type": "pal_judge", "model": setup})
     assert grader.type in JUDGE_TYPES  # cached and budgeted as an RL reward
+
+
+def test_a_stop_requested_from_outside_checkpoints_and_resumes_exactly(setup, tmp_path):
+    """train/stop.request_stop (the service's pause) stops before the next step like a spent
+    budget: the finished steps are checkpointed, and a resume ends where an unstopped run
+    ends, to the same loss."""
+    import dataclasses
+
+    from corral.methods import registry, runner
+    from corral.methods.commands import load_method_config
+    from corral.train import stop
+
+    steps = ("train.max_steps=4", "train.log_every=1", "train.save_every=100")
+    plain = train(TrainOptions("sft", overrides=(*overrides(setup, "a"), *steps)))
+    opts = TrainOptions("sft", overrides=(*overrides(setup, "b"), *steps))
+    method = registry().get("sft")
+    cfg = load_method_config(method, opts)
+    prepared, built = runner.prepare(method, cfg)
+    inner, calls = built.objective, []
+
+    class StopInStepTwo:  # the objective, asking for a stop while step 2 runs
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def __call__(self, policy, batch):
+            calls.append(1)
+            if len(calls) == 2:
+                stop.request_stop("paused for the test")
+            return inner(policy, batch)
+
+    runner.launch(method, cfg, prepared, dataclasses.replace(built, objective=StopInStepTwo()),
+                  log=lambda *a: None)
+    read = lambda p: [json.loads(x) for x in p.read_text().splitlines()]  # noqa: E731
+    rows = read(tmp_path / "b" / "t" / "metrics.jsonl")
+    assert any("paused for the test" in str(r.get("stopped", "")) for r in rows), rows
+    assert max(r["step"] for r in rows if "loss" in r) == 2  # steps 3 and 4 not run
+    again = train(TrainOptions("sft", overrides=(*overrides(setup, "b"), *steps), resume="t"))
+    last = lambda run: [r for r in read(run / "metrics.jsonl") if "loss" in r][-1]  # noqa
+    assert last(again.run_dir)["step"] == 4
+    assert last(again.run_dir)["loss"] == pytest.approx(last(plain.run_dir)["loss"], rel=1e-6)

@@ -20,6 +20,7 @@ from pathlib import Path
 from corral.serve import jobspec
 from corral.serve.db import Store, now
 from corral.serve.progress import Progress, checkpoint_steps, read_rows
+from corral.train.stop import request_stop
 
 
 def _die_with_parent() -> None:
@@ -114,25 +115,14 @@ def run_job(root: Path, job_id: str, config: dict) -> int:
     return 0
 
 
-_PAUSE = threading.Event()
+_PAUSE = threading.Event()  # the server asked this worker to pause (SIGUSR1)
 
 
-def _pause_at_next_step() -> None:
-    """SIGUSR1 (the server's pause) stops training before the next step: the step loop sees
-    BudgetSpent as it does when a budget runs out, saves the last finished step as a
-    checkpoint and returns; `run.resume` then continues from it exactly. (corral's loop has
-    no public stop hook yet, so the worker wraps the loop's step function in this process.)"""
-    from corral.core.errors import BudgetSpent
-    from corral.train import loop
-
-    step = loop._step
-
-    def pausable(run, n):
-        if _PAUSE.is_set():
-            raise BudgetSpent("paused by the server")
-        return step(run, n)
-    loop._step = pausable
-    signal.signal(signal.SIGUSR1, lambda *_: _PAUSE.set())
+def _pause(*_) -> None:
+    """The server's pause: the loop stops before its next step and checkpoints, as when a
+    budget is spent (train/stop.py); `run.resume` later continues from that step exactly."""
+    _PAUSE.set()
+    request_stop("paused by the server")
 
 
 def _fail(store: Store, job_id: str, code: str, message: str, code_out: int = 0) -> int:
@@ -157,10 +147,9 @@ def _warm_up() -> None:
 
 def main(argv: list[str]) -> int:
     _die_with_parent()
-    signal.signal(signal.SIGUSR1, lambda *_: _PAUSE.set())  # until the loop is wrapped
+    signal.signal(signal.SIGUSR1, _pause)
     root = Path(argv[1])
     _warm_up()
-    _pause_at_next_step()
 
     line = sys.stdin.readline()
     if not line.strip():

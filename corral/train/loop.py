@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from corral.core.errors import BudgetSpent, CorralError
 from corral.core.sections import TrainConfig
 from corral.store.runs import RunStore
+from corral.train.stop import check_stop
 
 
 def plan(cfg: TrainConfig, source) -> dict:
@@ -68,8 +69,7 @@ def trainable_parameters(policy) -> tuple[list, list[str]]:
 
 def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (biases and norm gains are not shrunk to 0)."""
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+    decay, no_decay = [p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]
     groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     fused = all(p.is_cuda for p in params)  # one kernel per step instead of one per tensor
@@ -295,9 +295,10 @@ def train(policy, objective, source, cfg: TrainConfig, store: RunStore, *, evalu
     stopped, done = "", start
     try:
         for step in range(start + 1, total + 1):  # `step` = optimizer steps done after this one
-            try:
+            try:  # a stop asked from outside (train/stop.py) or a spent budget: no update made
+                check_stop()
                 lr = _step(run, step)
-            except BudgetSpent as exc:  # raised while the step gathered its batch: no update
+            except BudgetSpent as exc:
                 stopped = str(exc)
                 break
             run.totals["elapsed_s"] = elapsed_before + time.perf_counter() - session_start
@@ -370,8 +371,7 @@ def _step(run: LoopState, step: int) -> float:
     _check_finite(run, step, loss, norm)
     lr = run.scheduler.get_last_lr()[0]
     _update(run)
-    _record(run.totals, loss, norm, dict(zip(keys, values)), n_tokens,
-            time.perf_counter() - t0)
+    _record(run.totals, loss, norm, dict(zip(keys, values)), n_tokens, time.perf_counter() - t0)
     return lr
 
 
