@@ -75,7 +75,8 @@ def test_rejection_demo_runs_on_the_tiny_model(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "rs-sft" / "final").is_dir()
     # sources name the real path, which is what demo_feedback.sh's GSM8K card matches
     samples = (tmp_path / "rs" / "round1.samples.jsonl").read_text().splitlines()
-    assert all(json.loads(line)["source"].startswith(f"{GSM8K}/train.jsonl:") for line in samples)
+    assert all(json.loads(line)["source"].startswith(f"{GSM8K.resolve()}/train.jsonl:")
+               for line in samples)
     capsys.readouterr()
     script("paired").main(["runs/rs-eval-base", "runs/rs-eval-student"])
     assert "on 3 shared items" in capsys.readouterr().out
