@@ -264,3 +264,27 @@ def test_a_lone_non_number_is_unparsed_for_a_numeric_grader():
     gen = Scripted(lambda q, k: fenced("print('many')"))
     [out] = parse_strategy("pal").run(items(("What is 2 + 3?", "5")), gen, NumericAnswer())
     assert out.answer == "" and out.trace[1]["unparsed"] == 1
+
+
+def test_the_strategy_table_shows_unparsed_programs_and_unanswered_items():
+    """The summary row counts what the program-aided picks report (per item), and the table
+    grows its two columns only when some strategy reports them."""
+    from corral.eval.outcomes import Outcome
+    from corral.eval.report import format_strategy_table, summary_row
+    from corral.graders.base import Score
+
+    gen = Scripted(lambda q, k: "I think the answer is 5" if k == 0 else fenced("print()"))
+    unanswered = ProgramAided(2, spec="pal:2").run(items(("What is 2 + 3?", "5")), gen,
+                                                   NumericAnswer())
+    answered = ProgramAided(2, spec="pal:2").run(
+        items(("What is 2 + 3?", "5")), Scripted(lambda q, k: fenced("print(5)")),
+        NumericAnswer())
+    row = summary_row("pal:2", unanswered + answered, [Score(0.0), Score(1.0)])
+    assert row["unparsed"] == 1.0 and row["unanswered"] == 0.5  # 2 of 4 programs; 1 of 2
+    plain = summary_row("greedy", [Outcome("5"), Outcome("4")], [Score(1.0), Score(0.0)])
+    assert "unparsed" not in plain
+    table = format_strategy_table([plain, row])
+    assert "unparsed/item" in table.splitlines()[0]
+    assert table.splitlines()[1].split()[-2:] == ["-", "-"]
+    assert table.splitlines()[2].split()[-2:] == ["1.00", "0.50"]
+    assert "unparsed" not in format_strategy_table([plain])

@@ -42,11 +42,19 @@ def summary_row(name: str, outcomes, scores) -> dict:
     score, score_se = mean_stderr([float(s.value) for s in scores])
     rate, rate_se = mean_stderr([float(passed(s)) for s in scores])
     n = len(outcomes)
-    return {"strategy": name, "n_items": n, "score": score, "score_stderr": score_se,
-            "pass": rate, "pass_stderr": rate_se,
-            "calls": sum(o.compute.calls for o in outcomes) / n,
-            "prompt_tokens": sum(o.compute.prompt_tokens for o in outcomes) / n,
-            "completion_tokens": sum(o.compute.completion_tokens for o in outcomes) / n}
+    row = {"strategy": name, "n_items": n, "score": score, "score_stderr": score_se,
+           "pass": rate, "pass_stderr": rate_se,
+           "calls": sum(o.compute.calls for o in outcomes) / n,
+           "prompt_tokens": sum(o.compute.prompt_tokens for o in outcomes) / n,
+           "completion_tokens": sum(o.compute.completion_tokens for o in outcomes) / n}
+    # A strategy whose attempts can fail to give an answer (program-aided: a program that
+    # crashed or printed no value) says so in its trace's pick step; shown, never hidden as 0.
+    picks = [s for o in outcomes for s in (getattr(o, "trace", None) or [])
+             if isinstance(s, dict) and s.get("step") == "pick" and "unparsed" in s]
+    if picks:
+        row["unparsed"] = sum(p["unparsed"] for p in picks) / n
+        row["unanswered"] = sum(not p.get("answered", True) for p in picks) / n
+    return row
 
 
 def _pm(value: float, err: float) -> str:
@@ -57,10 +65,15 @@ def format_strategy_table(rows: list[dict]) -> str:
     """One line per strategy: score and pass ± stderr, then compute per item."""
     width = max([10] + [len(r["strategy"]) + 2 for r in rows])
     head = ["score", "pass", "calls/item", "prompt tok/item", "gen tok/item"]
+    unparsed = any("unparsed" in r for r in rows)  # only when a strategy reports it
+    head += ["unparsed/item", "unanswered"] if unparsed else []
     lines = ["strategy".ljust(width) + "".join(h.rjust(16) for h in head)]
     for r in rows:
         cells = [_pm(r["score"], r["score_stderr"]), _pm(r["pass"], r["pass_stderr"]),
                  f"{r['calls']:.1f}", f"{r['prompt_tokens']:.1f}", f"{r['completion_tokens']:.1f}"]
+        if unparsed:
+            cells += [f"{r['unparsed']:.2f}", f"{r['unanswered']:.2f}"] if "unparsed" in r \
+                else ["-", "-"]
         lines.append(r["strategy"].ljust(width) + "".join(c.rjust(16) for c in cells))
     return "\n".join(lines)
 
