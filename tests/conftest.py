@@ -30,3 +30,15 @@ def tokenizer():
 @pytest.fixture
 def model():
     return tiny_model()
+
+
+@pytest.fixture
+def listening_port():
+    """A loopback port something listens on (the sandbox escape tests try to reach it)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()

@@ -9,7 +9,6 @@ error carries what the sandbox said.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sandbox_support import processes_with
 
 from corral.core.errors import CorralError
 from corral.graders import sandbox
@@ -38,26 +38,6 @@ def refused(program, **limits):
     assert result.error, result
     assert printed_answer(result)[0] is None  # an escape attempt is never an answer
     return result.error
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and token.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
-
-
-@pytest.fixture
-def listening_port():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
 
 
 # ---------------------------------------------------------------- files

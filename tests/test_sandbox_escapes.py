@@ -7,7 +7,6 @@ carries the error the sandbox produced.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sandbox_support import processes_with
 
 from corral.graders import sandbox
 from corral.graders.sandbox import run_python_grader
@@ -35,27 +35,6 @@ def refused(source, item=None, **limits):
     value, reason = one(source, item, **limits)
     assert value == 0.0 and reason, "the escape worked"
     return reason
-
-
-def processes_with(token: str) -> list[int]:
-    """Host pids whose command line contains `token`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and token.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
-
-
-@pytest.fixture
-def listening_port():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
 
 
 # ---------------------------------------------------------------- filesystem
