@@ -249,11 +249,24 @@ print(json.dumps(out))
 def test_unprivileged_user_gets_the_same_sandbox():
     """A user without root: bwrap makes an unprivileged user namespace; RLIMIT_NPROC holds since
     the kernel uid is not 0, and no further user namespace can be made (bwrap --disable-userns)."""
-    done = subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", _AS_USER, sandbox.__file__],
-        input=Path(sandbox.__file__).read_text(),
-        capture_output=True, text=True, user=65534, group=65534, extra_groups=[],
-        env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=60)
+    import shutil
+    import tempfile
+
+    # The other user reads the two files from a folder it may enter: the checkout itself can
+    # sit in a folder only root opens (a CI clone in `mktemp -d`).
+    folder = Path(tempfile.mkdtemp(prefix="corral-sandbox-as-user-"))
+    try:
+        folder.chmod(0o755)
+        for name in ("sandbox.py", "sandbox_child.py"):
+            shutil.copy(Path(sandbox.__file__).with_name(name), folder / name)
+            (folder / name).chmod(0o644)
+        done = subprocess.run(
+            ["/usr/bin/python3", "-I", "-c", _AS_USER, str(folder / "sandbox.py")],
+            input=(folder / "sandbox.py").read_text(),
+            capture_output=True, text=True, user=65534, group=65534, extra_groups=[],
+            env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=60)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     if "user namespace" in done.stdout and '"status": [false' in done.stdout:
         pytest.skip(f"no unprivileged user namespaces here: {done.stdout}")
     assert done.returncode == 0, done.stderr
