@@ -6,8 +6,8 @@ import json
 
 import openai
 import pytest
-from test_serve_restart import final_loss, steps, wait_checkpoint
-from test_serve_support import KEY, ThreadServer, chat_rows, jsonl, wait_for
+from test_serve_restart import final_loss, steps
+from test_serve_support import KEY, ThreadServer, chat_rows, frozen_between, jsonl, wait_for
 
 from corral.serve.app import create_app
 from corral.testing import save_tiny
@@ -34,10 +34,9 @@ def test_pause_and_resume_continue_exactly(tiny, tmp_path):
             for _ in range(2))
         wait_for(client, second, ("queued",))  # one worker: the second waits its turn
         assert client.fine_tuning.jobs.pause(second).status == "paused"
-        wait_checkpoint(client, first)
-        assert client.fine_tuning.jobs.pause(first).status in ("pausing", "succeeded")
-        paused = wait_for(client, first, ("paused", "succeeded"))
-        assert paused.status == "paused", "the job finished before the pause took effect"
+        with frozen_between(lambda: _pid(app, first), root, first, 8, STEPS - 4):
+            assert client.fine_tuning.jobs.pause(first).status == "pausing"
+        assert wait_for(client, first, ("paused", "succeeded")).status == "paused"
         with pytest.raises(openai.BadRequestError, match="only queued or running"):
             client.fine_tuning.jobs.pause(first)
         at = _paused_step(client, first)
@@ -60,6 +59,11 @@ def test_pause_and_resume_continue_exactly(tiny, tmp_path):
     assert {"step": at, "stopped": "paused by the server"}.items() <= \
         next(r for r in rows if "stopped" in r).items()  # stopped cleanly, not killed
     assert final_loss(root, first) == pytest.approx(final_loss(root, second), rel=1e-5)
+
+
+def _pid(app, job_id) -> int | None:
+    proc = app.state.corral.scheduler.procs.get(job_id)
+    return proc.pid if proc is not None and proc.poll() is None else None
 
 
 def _paused_step(client, job_id) -> int:

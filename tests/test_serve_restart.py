@@ -12,7 +12,16 @@ import time
 
 import openai
 import pytest
-from test_serve_support import KEY, ThreadServer, chat_rows, free_port, jsonl, wait_for
+from test_serve_support import (
+    KEY,
+    ThreadServer,
+    chat_rows,
+    free_port,
+    frozen_between,
+    jsonl,
+    wait_for,
+    worker_pid,
+)
 
 from corral.serve.app import create_app
 from corral.serve.db import Store
@@ -38,13 +47,6 @@ def final_loss(root, job_id) -> float:
     return [r for r in rows if "loss" in r][-1]["loss"]
 
 
-def wait_checkpoint(client, job_id, timeout_s=60):
-    deadline = time.monotonic() + timeout_s
-    while not client.fine_tuning.jobs.checkpoints.list(job_id).data:
-        assert time.monotonic() < deadline, "no checkpoint came"
-        time.sleep(0.1)
-
-
 def test_a_killed_worker_resumes_from_its_checkpoint(tiny, tmp_path):
     root = tmp_path / "root"
     app = create_app(root, [KEY], models={"tiny": tiny}, save_every=5,
@@ -56,8 +58,8 @@ def test_a_killed_worker_resumes_from_its_checkpoint(tiny, tmp_path):
         jobs = [client.fine_tuning.jobs.create(model="tiny", training_file=train.id, seed=3,
                                                hyperparameters=HYPER) for _ in range(2)]
         first = jobs[0].id
-        wait_checkpoint(client, first)
-        os.kill(app.state.corral.scheduler.procs[first].pid, signal.SIGKILL)
+        with frozen_between(lambda: worker_pid(root, first), root, first, 6, STEPS - 4):
+            os.kill(worker_pid(root, first), signal.SIGKILL)  # after the checkpoint at 5
         for job in jobs:
             assert wait_for(client, job.id).status == "succeeded"
         messages = [e.message for e in client.fine_tuning.jobs.list_events(first, limit=100)]
@@ -109,9 +111,9 @@ def test_kill_9_the_server_and_restart(tiny, tmp_path):
         running = client.fine_tuning.jobs.create(model="tiny", training_file=train.id,
                                                  hyperparameters=HYPER).id
         queued = client.fine_tuning.jobs.create(model="tiny", training_file=train.id).id
-        wait_checkpoint(client, running)
         wait_for(client, queued, ("queued",))
-        proc.kill()
+        with frozen_between(lambda: worker_pid(root, running), root, running, 6, STEPS - 4):
+            proc.kill()  # the server, mid-job, after the checkpoint at 5
         proc.wait()
         store = Store(root)
         assert [store.job(j)["status"] for j in (running, queued)] == ["running", "queued"]

@@ -1,9 +1,13 @@
 """Shared pieces of the service's tests (tests/test_serve_*.py): a server on a free loopback
 port in a thread, training files, and polling. No tests here."""
 import json
+import os
+import signal
 import socket
+import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -68,3 +72,72 @@ def wait_for(client, job_id: str, statuses=TERMINAL, timeout_s: float = 90):
             return job
         assert time.monotonic() < deadline, f"job {job_id} stuck in {job.status}"
         time.sleep(0.2)
+
+
+def logged_step(root, job_id: str) -> int:
+    """The last training step JOB logged in its run's metrics.jsonl (0 before the first)."""
+    path = root / "runs" / job_id / "metrics.jsonl"
+    last = 0
+    for line in path.read_text().splitlines() if path.exists() else ():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # the line its worker is writing
+        last = row["step"] if "loss" in row else last
+    return last
+
+
+def _db_free(root) -> bool:
+    """Whether no process holds serve.db's write lock (a frozen worker must not hold it)."""
+    db = sqlite3.connect(root / "serve.db", timeout=0, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+
+
+@contextmanager
+def frozen_between(pid_of, root, job_id: str, low: int, high: int, timeout_s: float = 120):
+    """Yield with JOB's worker stopped (SIGSTOP) after a logged step in [LOW, HIGH] and
+    holding no database lock, then let it go on (SIGCONT). What the test does meanwhile (a
+    pause, a kill) lands mid-job however fast the machine trains; `pid_of()` is the worker's
+    pid or None while it has none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid = pid_of()
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+            step = logged_step(root, job_id)
+            if low <= step <= high and _db_free(root):
+                try:
+                    yield step
+                finally:
+                    _continue(pid)
+                return
+            _continue(pid)
+            assert step <= high, f"job {job_id} passed step {high} between two looks"
+        assert time.monotonic() < deadline, f"job {job_id} never reached step {low}"
+        time.sleep(0.005)
+
+
+def _continue(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # the test killed it
+
+
+def worker_pid(root, job_id: str) -> int | None:
+    """The pid of the process training JOB: its stdout is the job's log (serve/worker.py)."""
+    log = str((root / "logs" / f"{job_id}.log").resolve())
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/fd/1") == log:
+                return int(entry)
+        except OSError:
+            continue
+    return None
