@@ -66,6 +66,8 @@ def _task_args(p, kind: str) -> None:
     p.add_argument("--few-shot", type=int, default=0,
                    help="worked examples the generator sees (the records keep the plain prompt)")
     p.add_argument("--system", default="", help="system prompt the generator sees")
+    p.add_argument("--program", default="", help="a prompt program saved by `corral prompt "
+                   "search` that the generator sees, instead of --system and --few-shot")
     p.add_argument("--keep", type=int, default=1, help="samples kept per prompt at most")
     p.add_argument("--round", type=int, default=1, help="round number, recorded in lineage")
     p.add_argument("--samples", default="", help="graded samples file (the resumable job; "

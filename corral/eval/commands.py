@@ -30,6 +30,7 @@ class EvalOptions:
     limit: int = 0
     few_shot: int = 0
     system: str = ""
+    program: str = ""  # a saved prompt program (corral prompt search) instead of the above
     template: str = ""  # a chat template (.jinja file or inline Jinja) instead of the model's
     temperature: float | None = None
     top_p: float = 1.0
@@ -87,8 +88,19 @@ def parse_ks(text: str) -> tuple:
 def load_task(opts: EvalOptions):
     from corral.tasks import get_task
 
-    return get_task(opts.task, split=opts.split, data=opts.data, grader=opts.grader,
+    check_program_flags(opts)
+    task = get_task(opts.task, split=opts.split, data=opts.data, grader=opts.grader,
                     limit=opts.limit, few_shot=opts.few_shot, system_prompt=opts.system)
+    return task.use_program(opts.program) if opts.program else task
+
+
+def check_program_flags(opts) -> None:
+    """--program holds the system prompt and the demonstrations: either it or the flags."""
+    for flag, value in (("--few-shot", getattr(opts, "few_shot", 0)),
+                        ("--system", getattr(opts, "system", ""))):
+        if opts.program and value:
+            raise CorralError(f"{flag} with --program {opts.program}: the program holds the "
+                              f"system prompt and demonstrations; drop {flag} or --program")
 
 
 def evaluate_models(opts: EvalOptions) -> EvalReport:
@@ -114,7 +126,8 @@ def evaluate_models(opts: EvalOptions) -> EvalReport:
         store = RunStore(opts.root, name)
         store.write_config({"task": opts.task, "split": opts.split, "models": list(opts.model),
                             "n": opts.n, "k": list(ks), "temperature": temperature,
-                            "limit": opts.limit, "data": opts.data})
+                            "limit": opts.limit, "data": opts.data,
+                            **_program_config(opts.program)})
         return store
 
     models = [run_model_path(m, opts.root) for m in opts.model]
@@ -123,6 +136,12 @@ def evaluate_models(opts: EvalOptions) -> EvalReport:
                            max_grader_errors=opts.max_grader_errors)
     return EvalReport(Path(opts.root) / name, task.name, opts.split, len(task.items), opts.n,
                       table=table)
+
+
+def _program_config(path: str) -> dict:
+    from corral.tasks.prompt_file import load_program, program_hash
+
+    return {"program": path, "program_hash": program_hash(load_program(path))} if path else {}
 
 
 def load_generator(spec: str, root: str = "runs", template: str = "", key: str = "--model"):

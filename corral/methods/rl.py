@@ -173,6 +173,13 @@ def judge_signal(stats: dict, mode: str, log=print) -> None:
     log("warning: " + message)
 
 
+def _with_program(path: str, items: list, name: str) -> list:
+    """Items rendered through the prompt program at PATH (`rl.program`), checked as a task's."""
+    from corral.tasks import Task
+
+    return Task(name, items, grader=None).use_program(path).prompt_items() if items else []
+
+
 def load_items(cfg: RLConfig):
     """(train, dev, unseen items, task grader or None) from data.task or data.* files."""
     from corral.data.readers import load_items as read
@@ -183,6 +190,8 @@ def load_items(cfg: RLConfig):
     if d.task:
         tasks = {s: get_task(d.task, split=s, data=d.task_data, seed=cfg.train.seed)
                  for s in ("train", "dev", "unseen")}
+        for task in tasks.values() if cfg.rl.program else ():
+            task.use_program(cfg.rl.program)
         train, dev, unseen = (tasks[s].prompt_items() for s in ("train", "dev", "unseen"))
         held = {item.messages for item in dev + unseen}  # one data file for all splits:
         train = [item for item in train if item.messages not in held]  # never train on them
@@ -196,6 +205,9 @@ def load_items(cfg: RLConfig):
         dev = read(d.validation, d.max_errors) if d.validation else []
         unseen = read(d.unseen, d.max_errors) if d.unseen else []
         grader = None
+        if cfg.rl.program:
+            train, dev, unseen = (_with_program(cfg.rl.program, items, d.task or d.train)
+                                  for items in (train, dev, unseen))
     else:
         raise CorralError("no training prompts: set data.task=NAME (e.g. arithmetic) or "
                           "data.train=FILE.jsonl (OpenAI RFT format)")

@@ -50,6 +50,8 @@ class RLSection:
     graders: tuple = opt((), "more graders, each WEIGHT:SPEC; rewards are the weighted sum")
     reward_model: str = opt("", "a reward model run as the grader (same as rl.grader="
                             '{"type": "reward_model", "model": RUN})')
+    program: str = opt("", "a saved prompt program (`corral prompt search`): how rollouts and "
+                       "evaluations render each prompt")
     n: int = opt(8, "samples per prompt (group size)")
     prompts_per_step: int = opt(4, "prompts per rollout")
     max_new_tokens: int = opt(128, "tokens sampled per completion")

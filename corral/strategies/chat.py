@@ -20,6 +20,7 @@ class ChatOptions:
     model: str = "smollm2-135m-instruct"
     prompt: str | None = None  # one prompt (`chat`); an interactive session takes turns
     system: str = ""
+    program: str = ""  # a saved prompt program (corral prompt search) instead of --system
     max_new_tokens: int = 256
     temperature: float = 0.0
     strategy: str = ""  # refine:1, majority:5, debate:3x2, best-of-n:4:judge
@@ -55,6 +56,7 @@ class ChatSession:
         from corral.infer.engine import SamplingParams
 
         self.opts = opts
+        self.program = _program(opts)  # the one prompt renderer
         self.strategy = parse_chat_strategy(opts) if opts.strategy else None
         self.generator = _generator(opts)
         if self.strategy is not None and self.strategy.scorer_spec == "judge":
@@ -63,7 +65,6 @@ class ChatSession:
             self.strategy.scorer = JudgeScorer(self.generator, opts.max_new_tokens)
         self.params = SamplingParams(max_new_tokens=opts.max_new_tokens,
                                      temperature=opts.temperature, n=1)
-        self.program = PromptProgram(system_prompt=opts.system)  # the one prompt renderer
         self.history: list[dict] = []  # the user's and the model's turns
 
     @property
@@ -83,6 +84,16 @@ class ChatSession:
             out = ChatReply(self.generator.chat([self.conversation], self.params)[0][0].text)
         self.history.append({"role": "assistant", "content": out.text})
         return out
+
+
+def _program(opts: ChatOptions) -> PromptProgram:
+    if not opts.program:
+        return PromptProgram(system_prompt=opts.system)
+    from corral.eval.commands import check_program_flags
+    from corral.tasks.prompt_file import load_program
+
+    check_program_flags(opts)
+    return load_program(opts.program)
 
 
 def _generator(opts: ChatOptions):

@@ -37,6 +37,7 @@ class _SynthOptions:
     limit: int = 0
     few_shot: int = 0
     system: str = ""
+    program: str = ""  # a saved prompt program the generator sees instead of the above
     keep: int = 1
     round: int = 1
     samples: str = ""
@@ -133,6 +134,11 @@ def load_task(opts: _SynthOptions, kind: str):
         task = get_task(opts.task, split=opts.split, data=opts.data, grader=task_grader,
                         limit=opts.limit, few_shot=opts.few_shot, grader_flag="--grader")
     refuse_sealed_items(task.items, opts.split, "training data", "--split")
+    if opts.program:  # what the generator sees; the records keep the plain prompt
+        from corral.eval.commands import check_program_flags
+
+        check_program_flags(opts)
+        task.use_program(opts.program)
     return task
 
 
@@ -176,7 +182,8 @@ def recipe_of(opts: _SynthOptions, kind: str, task):
                   min_votes=opts.min_votes if distill else 0.0,
                   require_pass=opts.require_pass if distill else False,
                   star=False if distill else opts.star, round=opts.round,
-                  teacher=Teacher(system_prompt=system, few_shot=tuple(task.few_shot)))
+                  teacher=Teacher.of(task.program) if task.program is not None else
+                  Teacher(system_prompt=system, few_shot=tuple(task.few_shot)))
 
 
 def sampling_params(opts) -> SamplingParams:

@@ -119,7 +119,7 @@ def sample_pairs(generator, task, samples_path: str, params: SamplingParams, gra
         json.loads(manifest_path(samples_path).read_text(encoding="utf-8"))])
     n_samples = n_passed = 0
     for row in samples:
-        prompt = teacher.conversation(by_source[row["source"]].messages)
+        prompt = teacher.conversation(by_source[row["source"]])
         graded = [(s["text"], s.get("score", 0.0), bool(s.get("passed")),
                    s["finish"] != "length") for s in row["samples"]]
         n_samples += len(graded)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from corral.core.errors import CorralError
 from corral.core.io import read_jsonl
-from corral.core.records import as_dicts
+from corral.core.records import Item, as_dicts, as_messages
 from corral.graders.base import Sample, check_grader_errors, passed, score_error
 from corral.infer.engine import SamplingParams
 from corral.store.jobs import GenerationJob
@@ -34,8 +34,13 @@ class Teacher(PromptProgram):
     """What the generator sees beyond the student's prompt: a prompt program (system prompt,
     few-shot turns), rendered by the one renderer, `corral.tasks.prompt.PromptProgram`."""
 
-    def conversation(self, messages: list[dict]) -> list[dict]:
-        return self.render(messages)
+    def conversation(self, item) -> list[dict]:
+        """An item (its fields fill the template) or bare messages, as the generator sees it."""
+        return self.render(item)
+
+    @classmethod
+    def of(cls, program: PromptProgram) -> Teacher:
+        return cls(**{f.name: getattr(program, f.name) for f in fields(program)})
 
 
 def sample_task(generator, task, out, params: SamplingParams, grader=None,
@@ -52,7 +57,7 @@ def sample_task(generator, task, out, params: SamplingParams, grader=None,
         raise CorralError("--star needs a grader and reference answers to hint with")
     rows = [{"source": it.source, "messages": as_dicts(it.messages), "fields": it.fields}
             for it in task.items]
-    template = {"teacher": asdict(teacher), "star": star, "hint": HINT if star else "",
+    template = {"teacher": teacher.spec(), "star": star, "hint": HINT if star else "",
                 "grader": getattr(grader, "name", None)}
     if threshold != 1.0:  # only then, so the keys of rows sampled before it existed hold
         template["threshold"] = threshold
@@ -64,7 +69,7 @@ def sample_task(generator, task, out, params: SamplingParams, grader=None,
 
     def answer(batch):
         items = [by_source[row["source"]] for row in batch]
-        convs = [teacher.conversation(row["messages"]) for row in batch]
+        convs = teacher.render_all(items)
         outs = generator.chat(convs, params, return_errors=True)
         graded = _grade(items, outs, grader, threshold)
         if star:
@@ -112,7 +117,8 @@ def _rationalise(generator, items, batch, graded, grader, teacher, params,
         messages = [dict(m) for m in batch[k]["messages"]]
         hint = HINT.format(answer=items[k].fields["answer"])
         messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{hint}"}
-        convs.append(teacher.conversation(messages))
+        convs.append(teacher.conversation(Item(as_messages(messages), items[k].fields,
+                                               items[k].source)))
     outs = _grade([items[k] for k in todo], generator.chat(convs, params, return_errors=True),
                   grader, threshold)
     for k, row in zip(todo, outs):

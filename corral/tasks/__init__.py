@@ -23,22 +23,42 @@ class Task:
     system_prompt: str = ""
     few_shot: list = field(default_factory=list)  # [(user, assistant), ...]
     solutions: list = field(default_factory=list)  # reference answers, parallel to items
+    program: PromptProgram | None = None  # a saved prompt program (`--prompt FILE`)
 
     @property
     def prompt(self) -> PromptProgram:
-        """The task's prompt program: its system prompt and few-shot turns."""
+        """The task's prompt program: a loaded one (`use_program`), else its system prompt
+        and few-shot turns."""
+        if self.program is not None:
+            return self.program
         return PromptProgram(self.system_prompt, tuple(map(tuple, self.few_shot)))
+
+    def use_program(self, path: str) -> Task:
+        """Render through the program saved at PATH; refused before any model call when its
+        template names a field the items lack, or a demonstration is one of the items."""
+        from corral.tasks.prompt import check_fields, shown_items
+        from corral.tasks.prompt_file import load_program
+
+        program = load_program(path)
+        check_fields(program, self.items, f"prompt program {path}")
+        leaked = shown_items(program, self.items)
+        if leaked:
+            raise CorralError(f"prompt program {path}: a demonstration is the item "
+                              f"{leaked[0]} of task '{self.name}' (its answer would be "
+                              "shown); choose demonstrations from the train split only")
+        self.program = program
+        return self
 
     def conversation(self, item: Item) -> list[dict]:
         return self.prompt.render(item)
 
     def conversations(self) -> list[list[dict]]:
-        return [self.conversation(item) for item in self.items]
+        return self.prompt.render_all(self.items)
 
     def prompt_items(self) -> list[Item]:
         """Items whose messages already carry the system prompt and few-shot turns."""
-        return [Item(messages=as_messages(self.conversation(item)), fields=item.fields,
-                     source=item.source) for item in self.items]
+        return [Item(messages=as_messages(conv), fields=item.fields, source=item.source)
+                for item, conv in zip(self.items, self.conversations())]
 
     def sft_records(self) -> list[Chat]:
         """The items as chat demonstrations for SFT: each prompt rendered exactly as
