@@ -114,8 +114,7 @@ def load_splits(opts: PromptSearchOptions) -> dict:
             raise CorralError(f"task file {opts.task} needs --grader (a rule name or grader "
                               "JSON)")
         return {"dev": get_task(opts.task, split="dev", grader=opts.grader, limit=opts.limit),
-                "train": get_task(opts.train, split="train", grader=opts.grader)
-                if opts.train else None,
+                "train": pool_task(opts.train, opts.grader) if opts.train else None,
                 "unseen": get_task(opts.unseen, split="unseen", grader=opts.grader,
                                    limit=opts.unseen_limit) if opts.unseen else None}
     for key in ("train", "unseen", "grader"):
@@ -125,6 +124,27 @@ def load_splits(opts: PromptSearchOptions) -> dict:
     return {s: get_task(opts.task, split=s, data=opts.data, seed=opts.seed,
                         limit={"dev": opts.limit, "unseen": opts.unseen_limit}.get(s, 0))
             for s in ("train", "dev", "unseen")}
+
+
+def pool_task(path: str, grader: str):
+    """A FILE task's train rows as a task: chat rows ending with the assistant's answer
+    (that answer is the demonstration's output), or items with an `answer` field."""
+    from corral.core.records import Chat, Item
+    from corral.data.readers import load_sft_records
+    from corral.graders.load import load_grader
+    from corral.tasks import Task
+
+    records = load_sft_records(path)
+    bad = next((r for r in records if not isinstance(r, Chat)
+                or r.messages[-1].role != "assistant"), None)
+    if bad is not None:
+        raise CorralError(f"--train {path}: {getattr(bad, 'source', path)} is not a chat row "
+                          "ending with the assistant's answer; give train rows as "
+                          '{"messages": [..., {"role": "assistant", "content": ANSWER}]}')
+    return Task(name=path, grader=load_grader(grader),
+                items=[Item(messages=r.messages[:-1], fields={}, source=r.source)
+                       for r in records],
+                solutions=[r.messages[-1].content for r in records])
 
 
 def run_name(opts: PromptSearchOptions) -> str:

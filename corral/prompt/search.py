@@ -21,7 +21,7 @@ from corral.core.records import Item, as_messages
 from corral.eval.metrics import mean_stderr
 from corral.graders.base import passed
 
-CHUNK = 128  # conversations per evaluate call: one batch for the engine, one job write
+CHUNK = 64  # conversations per evaluate call (the engine batches within it) and job write
 
 
 class ScoreJob:
@@ -115,26 +115,29 @@ class Standing:
 
 
 def schedule(n_candidates: int, n_items: int, budget: int) -> list[tuple[int, int]]:
-    """[(candidates alive, items answered)] per round, for the largest start that fits
-    `budget` new calls; refused when the budget cannot give every candidate one item."""
+    """[(candidates alive, items answered)] per round: the largest start whose schedule fits
+    `budget` new calls (a round grows its items only as far as the budget left allows);
+    refused when the budget cannot give every candidate one item."""
     if budget < n_candidates:
         raise CorralError(f"--budget {budget}: {n_candidates} candidates need at least "
                           f"{n_candidates} calls to be scored once; raise --budget or try "
                           "fewer candidates (--k, --choose, --layout, --order)")
-    for start in range(n_items, 0, -1):
-        plan = _plan(n_candidates, n_items, start)
-        if _cost(plan) <= budget:
-            return plan
-    return _plan(n_candidates, n_items, 1)
+    for start in range(n_items, 0, -1):  # the largest start whose doubling fits
+        if _cost(_plan(n_candidates, n_items, start, 10 ** 12)) <= budget:
+            return _plan(n_candidates, n_items, start, budget)
+    return _plan(n_candidates, n_items, 1, budget)  # doubling capped by what is left
 
 
-def _plan(n_candidates: int, n_items: int, start: int) -> list[tuple[int, int]]:
-    plan, alive, items = [], n_candidates, min(start, n_items)
-    while True:
+def _plan(n_candidates: int, n_items: int, start: int, budget: int) -> list[tuple[int, int]]:
+    plan, alive, items = [(n_candidates, start)], n_candidates, start
+    left = budget - n_candidates * start
+    while alive > 1:
+        alive = math.ceil(alive / 2)
+        grow = min(n_items, items * 2) - items
+        grow = min(grow, left // alive)
+        items, left = items + grow, left - alive * grow
         plan.append((alive, items))
-        if alive == 1:
-            return plan
-        alive, items = math.ceil(alive / 2), min(n_items, items * 2)
+    return plan
 
 
 def _cost(plan) -> int:
