@@ -33,6 +33,7 @@ Commands (CLI -> options -> function):
 - `corral synth rejection` -> RejectionOptions -> rejection (ReST-EM when rounds > 0);
   `distill` -> DistillOptions -> distill; `self-instruct` -> SelfInstructOptions -> self_instruct
 - `corral pairs` -> PairsOptions -> pairs; `corral curate` -> CurateRunOptions -> curate_data
+- `corral prompt search` -> PromptSearchOptions -> prompt_search (PromptSearchResult)
 - `corral judge audit` -> AuditOptions -> judge_audit; `feedback label` -> LabelOptions ->
   label; `feedback constitutional` -> ConstitutionalOptions -> constitutional
 """
@@ -41,6 +42,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
+    "corral.prompt.commands": ["PromptSearchOptions", "PromptSearchResult", "prompt_search"],
     "corral.methods.commands": ["TrainOptions", "TrainResult", "train"],
     "corral.api.eval": ["EvalOptions", "EvalReport", "run_eval", "evaluate_models",
                         "compare_strategies", "ValidateGraderOptions", "ValidateGraderResult",

@@ -34,11 +34,16 @@ DESCRIPTION = (
 GROUPS = (
     ("start here", ("quickstart", "chat", "data")),
     ("evaluate", ("split", "grade", "eval")),
+    ("prompt", ("prompt",)),
     ("make and clean data", ("synth", "curate", "pairs")),
     ("train", ("sft", "rft", "grpo", "dpo", "simpo", "orpo", "kto", "rm", "ppo")),
     ("feedback", ("judge", "feedback")),
     ("serve and export", ("serve", "dashboard", "plot", "export", "lineage")),
 )
+
+
+PROGRAM_HELP = ("a prompt program saved by `corral prompt search` (system prompt, template, "
+                "demonstrations) instead of --system and --few-shot")
 
 
 def cmd_inspect(args) -> None:
@@ -154,6 +159,7 @@ def _add_chat(sub) -> None:
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--prompt", help="one prompt; without it, an interactive session")
     p.add_argument("--system", default="")
+    p.add_argument("--program", default="", help=PROGRAM_HELP)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--template", default="", help=TEMPLATE_HELP)
@@ -184,6 +190,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N items only")
     p.add_argument("--few-shot", type=int, default=0)
     p.add_argument("--system", default="")
+    p.add_argument("--program", default="", help=PROGRAM_HELP)
     p.add_argument("--template", default="", help=TEMPLATE_HELP + "; local models only")
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -235,14 +242,15 @@ def _add_grade(sub) -> None:
 
 def _registrars() -> dict:
     """Command name -> the function adding its parser (feedback.register adds `judge` too)."""
-    from corral.cli import curate, dashboard, feedback, pairs, serve, synthesize
+    from corral.cli import curate, dashboard, feedback, pairs, prompt, serve, synthesize
 
     return {"quickstart": _add_quickstart, "chat": _add_chat, "data": _add_data,
             "split": _add_split, "grade": _add_grade, "eval": _add_eval,
             "synth": synthesize.register, "curate": curate.register, "pairs": pairs.register,
             "judge": feedback.register, "feedback": feedback.register,
             "export": _add_export, "lineage": _add_lineage, "serve": serve.register,
-            "dashboard": dashboard.register, "plot": dashboard.register}
+            "dashboard": dashboard.register, "plot": dashboard.register,
+            "prompt": prompt.register}
 
 
 def _children(parser) -> dict:

@@ -56,8 +56,9 @@ def register(subparsers) -> None:
                    help="an instruction template to try besides the bare input, with "
                    "{input} and item fields (repeatable)")
     p.add_argument("--budget", type=int, default=400, help="model calls for the search")
-    p.add_argument("--bootstrap", type=int, default=16,
-                   help="train items answered zero-shot for bootstrapped demonstrations")
+    p.add_argument("--bootstrap", type=int, default=48,
+                   help="train items answered zero-shot, at most, to find bootstrapped "
+                   "demonstrations (it stops once the largest --k passed)")
     p.add_argument("--orderings", type=int, default=4,
                    help="orders of the winner's demonstrations scored for the spread")
     p.add_argument("--limit", type=int, default=0, help="dev items (0 = all)")

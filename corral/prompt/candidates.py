@@ -47,13 +47,19 @@ def parse_list(text: str, flag: str, allowed=None, kind=str) -> list:
 
 
 def build(ks, choices, layouts, orders, systems, templates, gold: list, boot: list,
-          seed: int = 0) -> list[Candidate]:
+          seed: int = 0, skipped: list | None = None) -> list[Candidate]:
     """Every distinct program of the grid. `gold`: the train pool; `boot`: bootstrapped
-    demonstrations. A k larger than the pool it draws from is refused, naming both."""
+    demonstrations. A k larger than the gold pool is refused, naming both; one larger than
+    what bootstrapping found (the model passed too few) is skipped and said in `skipped`."""
     out, seen = [], set()
     for k, choice, layout, order, (s, system), (t, template) in itertools.product(
             ks, choices, layouts, orders, enumerate(systems), enumerate(templates)):
         if k == 0 and (choice, layout, order) != (choices[0], layouts[0], orders[0]):
+            continue
+        if choice == "bootstrap" and k > len(boot):
+            note = f"{k}-shot bootstrap: the model passed only {len(boot)} train items"
+            if skipped is not None and note not in skipped:
+                skipped.append(note)
             continue
         program = _program(k, choice, layout, order, system, template, gold, boot, seed)
         name = _name(k, choice, layout, order, s, t, len(systems), len(templates))

@@ -40,7 +40,7 @@ class PromptSearchOptions:
     system: tuple = ()  # system prompts to try besides none
     instruction: tuple = ()  # instruction templates to try besides the bare input
     budget: int = 400  # model calls for scoring candidates on dev
-    bootstrap: int = 16  # train items answered zero-shot for bootstrapped demonstrations
+    bootstrap: int = 48  # train items answered zero-shot, at most, to bootstrap demonstrations
     orderings: int = 4  # orders of the winner's demonstrations, for the ordering spread
     limit: int = 0  # dev items (0 = all)
     unseen_limit: int = 0  # unseen items (0 = all)
@@ -77,6 +77,7 @@ class PromptSearchResult:
     wall_s: float
     task: str = ""
     n_dev: int = 0
+    skipped: list = field(default_factory=list)  # candidates left out, and why
 
 
 @dataclass
@@ -185,15 +186,15 @@ def prompt_search(opts: PromptSearchOptions, *, generator=None, log=None) -> Pro
     if "bootstrap" in grid.choices and max(grid.ks) > 0:
         if train is None:
             raise CorralError("--choose bootstrap needs train items to answer: give --train")
-        before = scorer.job.sent
-        boot, _ = bootstrap(lambda items: scorer.score(_zero_shot(items)), train.items,
-                            opts.bootstrap)
-        boot_calls = scorer.job.sent - before
-        log(f"bootstrap: {len(boot)} of {min(opts.bootstrap, len(train.items))} train "
-            "answers passed")
+        boot, boot_calls = bootstrap(lambda items: scorer.score(_zero_shot(items)),
+                                     train.items, opts.bootstrap, max(grid.ks))
+        log(f"bootstrap: {len(boot)} of {boot_calls} train items answered zero-shot passed")
+    skipped: list[str] = []
     candidates = cands.build(grid.ks, grid.choices, grid.layouts, grid.orders, grid.systems,
-                             grid.templates, gold, boot, opts.seed)
-    return _finish(opts, scorer, run, candidates, splits, started, boot_calls, log)
+                             grid.templates, gold, boot, opts.seed, skipped)
+    for note in skipped:
+        log(f"skipped {note}")
+    return _finish(opts, scorer, run, candidates, splits, started, boot_calls, log, skipped)
 
 
 def _zero_shot(items) -> list[tuple]:
@@ -220,7 +221,7 @@ def _scorer(opts, dev, generator):
     return Scorer(generator, dev.grader, params, ScoreJob(run.path / "scores.jsonl")), run
 
 
-def _finish(opts, scorer, run, candidates, splits, started, boot_calls, log):
+def _finish(opts, scorer, run, candidates, splits, started, boot_calls, log, skipped):
     from corral.prompt.search import dump, halving, ordering_spread
     from corral.tasks.prompt_file import save_program
 
@@ -240,7 +241,8 @@ def _finish(opts, scorer, run, candidates, splits, started, boot_calls, log):
     calls = {"bootstrap": boot_calls, "search": search_calls, "spread": spread_calls,
              "unseen": scorer.job.sent - before, "budget": opts.budget}
     report = {"task": dev.name, "model": opts.model, "dev_items": len(dev.items),
-              "candidates": [s.summary() for s in standings], "spread": spread,
+              "candidates": [s.summary() for s in standings], "skipped": skipped,
+              "spread": spread,
               "unseen": unseen_scores, "calls": calls,
               "wall_s": round(time.perf_counter() - started, 1)}
     dump(run.path / "search.json", report)
@@ -252,7 +254,7 @@ def _finish(opts, scorer, run, candidates, splits, started, boot_calls, log):
         save_program(winner.candidate.program, opts.out, made_by)
     return PromptSearchResult(run.path, Path(opts.out) if opts.out else program_path,
                               winner.summary(), report["candidates"], spread, unseen_scores,
-                              calls, report["wall_s"], dev.name, len(dev.items))
+                              calls, report["wall_s"], dev.name, len(dev.items), skipped)
 
 
 def _unseen(scorer, winner, items) -> dict:

@@ -50,13 +50,21 @@ def check_pool(pool: list[tuple], pool_items, held: dict[str, list]) -> None:
                                   "without dev and unseen rows")
 
 
-def bootstrap(run_items, items, limit: int) -> tuple[list[tuple], list[dict]]:
-    """The model's own grader-passed answers on up to `limit` train items, as demonstrations
-    (DSPy's BootstrapFewShot with a grader as the metric). `run_items(items) -> rows` scores
-    the items zero-shot (the search's scorer: resumable, counted in the budget) and returns
-    one row per item with its `output` and `passed`."""
-    chosen = items[:limit]
-    rows = run_items(chosen)
-    demos = [(question(it), row["output"], tuple(sorted((it.fields or {}).items())))
-             for it, row in zip(chosen, rows) if row["passed"] and row["output"].strip()]
-    return demos, rows
+def bootstrap(run_items, items, limit: int, wanted: int, chunk: int = 8
+              ) -> tuple[list[tuple], int]:
+    """The model's own grader-passed answers on train items, as demonstrations (DSPy's
+    BootstrapFewShot with a grader as the metric): items are answered zero-shot a chunk at a
+    time until `wanted` passed or `limit` items were answered. `run_items(items) -> rows`
+    scores them (the search's scorer: resumable, counted in the budget); returns the
+    demonstrations and the number of items answered."""
+    demos, answered = [], 0
+    for start in range(0, min(limit, len(items)), chunk):
+        chosen = items[start:min(start + chunk, limit)]
+        rows = run_items(chosen)
+        answered += len(chosen)
+        demos += [(question(it), row["output"], tuple(sorted((it.fields or {}).items())))
+                  for it, row in zip(chosen, rows)
+                  if row["passed"] and row["output"].strip()]
+        if len(demos) >= wanted:
+            break
+    return demos[:wanted], answered

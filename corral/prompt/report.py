@@ -15,6 +15,7 @@ def format_search(result) -> str:
         lines.append(f"{row['name'][:34]:<34} {row['items']:>5} "
                      f"{row['score']:>7.3f} ± {row['stderr']:.3f} {row['calls']:>6} "
                      f"{row['prompt_tokens']:>10.0f}  {left}")
+    lines += [f"skipped {note}" for note in result.skipped]
     spread = result.spread
     if spread:
         lines.append(f"ordering spread of the winner's demonstrations: {spread['orderings']} "
