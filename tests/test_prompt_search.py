@@ -165,3 +165,34 @@ def test_schedule_fits_the_budget():
         assert all(n <= items for _, n in plan)
     # 11 candidates, 400 calls: 13 items each, then 26, 52, 100 for the last two (395 calls)
     assert schedule(11, 100, 400) == [(11, 13), (6, 26), (3, 52), (2, 100), (1, 100)]
+
+
+def test_bootstrap_stops_early_and_skips_a_k_it_cannot_fill(tmp_path):
+    """Zero-shot the rigged model passes even first operands only: bootstrapping answers
+    train items a chunk (8) at a time until 2 passed; a 16-shot bootstrap is skipped."""
+    model = Rigged(needs=2)
+    result = prompt_search(opts(tmp_path, choose="first,bootstrap", k="0,2", bootstrap=40),
+                           generator=model)
+    assert result.calls["bootstrap"] == 8 and not result.skipped
+    result = prompt_search(opts(tmp_path, choose="bootstrap", k="0,16", bootstrap=16,
+                                name="few"), generator=Rigged(needs=99))
+    assert result.calls["bootstrap"] == 16
+    assert result.skipped and result.skipped[0].startswith("16-shot bootstrap: the model "
+                                                           "passed only")
+    assert all("bootstrap" not in s["name"] for s in result.standings)
+
+
+def test_the_cli_searches_a_local_model_end_to_end(tmp_path, capsys):
+    from corral.cli.app import main
+    from corral.testing import save_tiny
+
+    tiny = save_tiny(tmp_path / "tiny")
+    out = tmp_path / "p.json"
+    code = main(["prompt", "search", "--model", tiny, "--task", "arithmetic", "--k", "0,1",
+                 "--choose", "first", "--budget", "8", "--limit", "4", "--unseen-limit", "3",
+                 "--max-new-tokens", "4", "--root", str(tmp_path / "runs"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code in (0, None) and out.exists()
+    assert "unseen (3 items): winner" in printed and "calls: search 8" in printed
+    assert main(["prompt", "show", str(out), "--task", "arithmetic"]) in (0, None)
+    assert "--- arithmetic:dev:1" in capsys.readouterr().out
