@@ -127,10 +127,10 @@ def test_template_field_missing_is_refused_before_any_call():
 def test_one_rendering_for_eval_chat_synth_and_rl(tmp_path, monkeypatch):
     """The same program and item: eval's prompt items, a chat session, a synthesis
     teacher and RL's rollout items hold byte-identical conversations."""
+    from corral.core.config import load_config
     from corral.eval.commands import EvalOptions, load_task
     from corral.methods.rl import load_items
     from corral.methods.rl_config import RLConfig
-    from corral.core.config import load_config
     from corral.strategies import chat
     from corral.synth.sampling import Teacher
     from corral.tasks import get_task
