@@ -36,12 +36,14 @@ Commands (CLI -> options -> function):
 - `corral prompt search` -> PromptSearchOptions -> prompt_search (PromptSearchResult)
 - `corral judge audit` -> AuditOptions -> judge_audit; `feedback label` -> LabelOptions ->
   label; `feedback constitutional` -> ConstitutionalOptions -> constitutional
+- `corral advise` -> AdviseOptions -> advise (Advice)
 """
 from __future__ import annotations
 
 import importlib
 
 _WHERE = {
+    "corral.advisor.commands": ["AdviseOptions", "Advice", "advise"],
     "corral.prompt.commands": ["PromptSearchOptions", "PromptSearchResult", "prompt_search"],
     "corral.methods.commands": ["TrainOptions", "TrainResult", "train"],
     "corral.api.eval": ["EvalOptions", "EvalReport", "run_eval", "evaluate_models",
