@@ -12,6 +12,7 @@ import shlex
 import pytest
 
 from corral.advisor.commands import AdviseOptions, advise
+from corral.advisor.lines import Context
 from corral.advisor.rules import judged_pick, recommend
 from corral.advisor.signals import DataSignals, ModelSignals
 from corral.core.errors import CorralError
@@ -354,8 +355,7 @@ def test_rules_are_pure_and_the_judge_estimate_is_by_hand():
     assert judged_pick([4], 8, 0.5, 0.5) == pytest.approx(0.5)
     sig = ModelSignals("m", {}, 1_000_000, [0, 1, 0, 0], 4, 0.8, [2, 4, 1, 0], [0, 1, 0, 0])
     plan = recommend([sig], DataSignals(train_items=50, memory_gb=8, memory_source="given"),
-                     __import__("corral.advisor.lines", fromlist=["Context"]).Context("arithmetic",
-                                                                                      n=4))
+                     Context("arithmetic", n=4))
     assert plan.recommendations[0].rung == "rft"
     assert plan.recommendations[0].gain == pytest.approx(0.75 - 0.25)
     assert "pass@4 0.75 ± 0.25 vs greedy 0.25 ± 0.25" in plan.recommendations[0].why
@@ -403,3 +403,24 @@ def test_a_real_local_model_end_to_end_then_from_the_cache(tmp_path, monkeypatch
     monkeypatch.setattr(generators, "generator_for", no_load)
     again = advise(opts)
     assert again.cached == [tiny] and again.to_json()["models"] == first.to_json()["models"]
+
+
+def test_the_cli_prints_json_for_tools(tmp_path, monkeypatch, capsys, task):
+    import argparse
+
+    import corral.advisor.commands as commands
+    from corral.cli.advise import register
+
+    real = commands.advise
+    monkeypatch.setattr(commands, "advise", lambda opts, log=None: real(
+        opts, log=log, generator_for=lambda spec: Rigged(greedy=0.3, reach=0.8)))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["advise", "--model", "m", "--task", task.with_train(), "--grader",
+                              "numeric", "--memory-gb", "1", "--no-audit", "--json",
+                              "--root", str(tmp_path / "runs")])
+    args.func(args)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["recommendations"][0]["rung"] == "rft" and printed["compute"]["mode"] == "lora"
+    assert "advise: m: greedy zero-shot" in captured.err  # progress stays off stdout
