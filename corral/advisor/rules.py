@@ -24,7 +24,7 @@ ENOUGH_THUMBS = 200  # a thumbs row carries half a pair's signal
 FULL_BYTES, LORA_BYTES, ACTIVATIONS = 16, 4, 1.2  # AdamW full fine-tuning; LoRA; + 20 %
 ORDER = ("as-is", "prompt", "majority", "judge", "sft", "rft", "rejection", "dpo", "kto",
          "rlaif", "distill", "collect")  # cheapest first, for equal gains
-TRAINING = {"sft", "rft", "rejection", "dpo", "kto", "rlaif"}
+TRAINING = {"sft", "rft", "rejection", "dpo", "kto", "rlaif", "distill"}
 STUDENT = "smollm2-135m-instruct"  # trained on an endpoint's answers when no local model is given
 
 
