@@ -34,7 +34,7 @@ DESCRIPTION = (
 GROUPS = (
     ("start here", ("quickstart", "chat", "data")),
     ("evaluate", ("split", "grade", "eval")),
-    ("prompt", ("prompt",)),
+    ("prompt and decide", ("prompt", "advise")),
     ("make and clean data", ("synth", "curate", "pairs")),
     ("train", ("sft", "rft", "grpo", "dpo", "simpo", "orpo", "kto", "rm", "ppo")),
     ("feedback", ("judge", "feedback")),
@@ -242,7 +242,7 @@ def _add_grade(sub) -> None:
 
 def _registrars() -> dict:
     """Command name -> the function adding its parser (feedback.register adds `judge` too)."""
-    from corral.cli import curate, dashboard, feedback, pairs, prompt, serve, synthesize
+    from corral.cli import advise, curate, dashboard, feedback, pairs, prompt, serve, synthesize
 
     return {"quickstart": _add_quickstart, "chat": _add_chat, "data": _add_data,
             "split": _add_split, "grade": _add_grade, "eval": _add_eval,
@@ -250,7 +250,7 @@ def _registrars() -> dict:
             "judge": feedback.register, "feedback": feedback.register,
             "export": _add_export, "lineage": _add_lineage, "serve": serve.register,
             "dashboard": dashboard.register, "plot": dashboard.register,
-            "prompt": prompt.register}
+            "prompt": prompt.register, "advise": advise.register}
 
 
 def _children(parser) -> dict:
