@@ -148,7 +148,7 @@ def _prompt(m: ModelSignals, ctx: L.Context) -> Recommendation | None:
 
 
 def _majority(m: ModelSignals, ctx: L.Context) -> Recommendation | None:
-    pk, g = m.pass_at_k, m.greedy
+    pk, g = m.pass_at_k, m.zero_greedy  # samples come from the zero-shot prompt
     if pk.value == 0:
         return Recommendation("majority", 0.0, True, f"pass@{m.n} is 0.00 over {m.items} "
                               f"items at temperature {m.temperature:g}: no sample is ever "
@@ -156,7 +156,7 @@ def _majority(m: ModelSignals, ctx: L.Context) -> Recommendation | None:
     maj = m.maj_at_k
     if maj is None:
         return None
-    facts = f"maj@{m.n} {maj} vs greedy {g} (pass@{m.n} {pk})"
+    facts = f"maj@{m.n} {maj} vs zero-shot greedy {g} (pass@{m.n} {pk})"
     if maj.value <= g.value:
         return Recommendation("majority", 0.0, True, f"{facts}: the right answer is rarely "
                               "the most common one, so voting does not help")
@@ -180,9 +180,10 @@ def _judge(m: ModelSignals, ctx: L.Context) -> Recommendation | None:
                               "would rest on verdicts no better than its answers: stay with "
                               "the grader or human labels")
     pick = judged_pick(m.passes, m.n, _v(v["pass_recall"]), _v(v["fail_recall"]))
-    return Recommendation("judge", pick - m.greedy.value, False, f"{facts}: it verifies better "
-                          f"than it generates; picking among {m.n} samples by its own verdict "
-                          f"should score ≈ {pick:.2f} vs greedy {m.greedy}",
+    return Recommendation("judge", pick - m.zero_greedy.value, False, f"{facts}: it verifies "
+                          f"better than it generates; picking among {m.n} samples by its own "
+                          f"verdict should score ≈ {pick:.2f} vs zero-shot greedy "
+                          f"{m.zero_greedy}",
                           [L.eval_strategies(m.model, ctx, f"greedy,best-of-n:{m.n}:judge,"
                                              "refine:1")])
 
@@ -191,7 +192,7 @@ def _judge(m: ModelSignals, ctx: L.Context) -> Recommendation | None:
 def _rl(m: ModelSignals, data: DataSignals, ctx: L.Context) -> list[Recommendation]:
     if not data.train_items:
         return []
-    pk, g = m.pass_at_k, m.greedy
+    pk, g = m.pass_at_k, m.zero_greedy  # RL samples the task's zero-shot prompts
     if pk.value == 0:
         why = (f"pass@{m.n} is 0.00 over {m.items} dev items at temperature "
                f"{m.temperature:g}: RL learns only from prompts where some samples pass, and "
@@ -199,7 +200,8 @@ def _rl(m: ModelSignals, data: DataSignals, ctx: L.Context) -> list[Recommendati
         return [Recommendation("rft", 0.0, False, why), Recommendation("rejection", 0.0, False,
                                                                        why)]
     gain = pk.value - g.value
-    facts = (f"pass@{m.n} {pk} vs greedy {g}: {m.mixed} of the items have samples that "
+    facts = (f"pass@{m.n} {pk} vs zero-shot greedy {g}: {m.mixed} of the items have samples "
+             "that "
              f"disagree, what RL learns from; {data.train_items} gradable train items")
     if gain <= 0:
         why = f"{facts}; greedy already finds what sampling finds: no headroom"
@@ -208,7 +210,8 @@ def _rl(m: ModelSignals, data: DataSignals, ctx: L.Context) -> list[Recommendati
     found = round(data.train_items * pk.value)
     return [Recommendation("rft", gain, False, f"{facts}: RL turns pass@{m.n} into pass@1, "
                            f"ceiling {gain:+.2f}", [L.rft(m.model, ctx)]),
-            Recommendation("rejection", gain, False, f"pass@{m.n} {pk} vs greedy {g}: about "
+            Recommendation("rejection", gain, False, f"pass@{m.n} {pk} vs zero-shot greedy {g}: "
+                           f"about "
                            f"{found} of {data.train_items} train items should yield a sample "
                            "that passes the grader, to fine-tune on (offline and one round: "
                            f"cheaper than RFT, the same ceiling {gain:+.2f})",

@@ -93,6 +93,12 @@ class ModelSignals:
         return Share.of(self.few_shot if self.best_prompt == "few-shot" else self.zero_shot)
 
     @property
+    def zero_greedy(self) -> Share:
+        """Greedy pass@1 with the zero-shot prompt: what samples (drawn with that prompt:
+        pass@k, maj@k, the audit) and RL on the task's prompts are compared against."""
+        return Share.of(self.zero_shot)
+
+    @property
     def greedy_items(self) -> list:
         return self.few_shot if self.best_prompt == "few-shot" else self.zero_shot
 
