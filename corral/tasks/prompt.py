@@ -139,7 +139,7 @@ def template_fields(template: str) -> list[str]:
 
 
 def fill(template: str, user_text: str, item_fields: dict) -> str:
-    values = {**{k: v for k, v in item_fields.items()}, "input": user_text}
+    values = {**item_fields, "input": user_text}
     try:
         return template.format_map(values)
     except KeyError as exc:
